@@ -1,0 +1,1 @@
+"""Command-line entry point `lmi-distributed` (see `main.py`)."""
