@@ -1,0 +1,189 @@
+"""Planner: study -> tasks (pair x replicate x {observed, shuffle j}) -> batches of equal shape.
+
+Task keys are stable strings, ``"{x}~{y}/r{replicate}/obs"`` or ``"{x}~{y}/r{replicate}/s{j}"``,
+and every seed of a task is ``derive_seed(study.seed, key + suffix)``:
+
+- ``seed``          = derive(key)                      training: split, init, minibatches, dropout, KSG noise
+- ``pairing_seed``  = derive("{x}~{y}/r{rep}/pairing")  shared by every task of one replicate
+- ``shuffle_seed``  = derive(key + "/shuffle")          the Y-row permutation of a shuffle task
+- ``perm_seed``     = derive(key + "/latent_perm")      latent permutations of an observed task
+
+Batches hold tasks of one shape (n, d_x, d_y) in a fixed order (pairs in study order, then
+replicate, then observed before shuffles), ``pairs_per_batch`` at a time, so a rerun builds the
+same batches. On resume the finished tasks are dropped from their batches (the others stay
+together, in order); a pair's numbers do not depend on its batch mates anyway.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Literal, Mapping
+
+from lmi_distributed.engine.config import StudyConfig
+from lmi_distributed.engine.seeds import derive_seed
+
+__all__ = ["Task", "Batch", "Plan", "make_tasks", "make_batches", "plan_study", "pair_key", "task_key"]
+
+Shape = tuple[int, int, int]  # (n rows, d_x, d_y)
+
+
+def pair_key(x: str, y: str) -> str:
+    return f"{x}~{y}"
+
+
+def task_key(x: str, y: str, replicate: int, shuffle: int | None = None) -> str:
+    tail = "obs" if shuffle is None or shuffle < 0 else f"s{shuffle}"
+    return f"{pair_key(x, y)}/r{replicate}/{tail}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training of the cross-predictive model, keyed and seeded from the study seed."""
+
+    key: str
+    x: str
+    y: str
+    replicate: int
+    kind: Literal["observed", "shuffle"]
+    shuffle: int  # -1 for observed
+    seed: int
+    pairing_seed: int
+    shuffle_seed: int
+    perm_seed: int
+    n_latent_permutations: int  # 0 for shuffle tasks
+    shape: Shape = (0, 0, 0)
+
+    @property
+    def pair(self) -> str:
+        return pair_key(self.x, self.y)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Tasks of one shape trained as one batched model by one worker."""
+
+    batch_id: str
+    shape: Shape
+    tasks: tuple[Task, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.tasks)
+
+    def without(self, done: set[str]) -> "Batch":
+        return Batch(self.batch_id, self.shape, tuple(t for t in self.tasks if t.key not in done))
+
+
+@dataclass
+class Plan:
+    study: str
+    tasks: list[Task]
+    batches: list[Batch]
+    pairs: list[tuple[str, str]]
+    shapes: dict[tuple[str, str], Shape] = field(default_factory=dict)
+
+    @property
+    def n_observed(self) -> int:
+        return sum(t.kind == "observed" for t in self.tasks)
+
+    @property
+    def n_shuffle(self) -> int:
+        return sum(t.kind == "shuffle" for t in self.tasks)
+
+
+def make_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], Shape] | None = None) -> list[Task]:
+    """All tasks of the study, in the canonical order."""
+    s = cfg.seed
+    out: list[Task] = []
+    for x, y in cfg.pair_list():
+        shape = tuple(shapes[(x, y)]) if shapes is not None else (0, 0, 0)
+        for r in range(cfg.replicates):
+            pseed = derive_seed(s, f"{pair_key(x, y)}/r{r}/pairing")
+            for j in range(-1, cfg.nulls.retrain_shuffles):
+                key = task_key(x, y, r, j)
+                out.append(Task(
+                    key=key, x=x, y=y, replicate=r,
+                    kind="observed" if j < 0 else "shuffle", shuffle=j,
+                    seed=derive_seed(s, key),
+                    pairing_seed=pseed,
+                    shuffle_seed=derive_seed(s, key + "/shuffle"),
+                    perm_seed=derive_seed(s, key + "/latent_perm"),
+                    n_latent_permutations=cfg.nulls.latent_permutations if j < 0 else 0,
+                    shape=shape,  # type: ignore[arg-type]
+                ))
+    return out
+
+
+def make_batches(tasks: Iterable[Task], per_batch: int) -> list[Batch]:
+    """Group tasks by shape (first-seen order) and cut each group into runs of ``per_batch``."""
+    groups: "OrderedDict[Shape, list[Task]]" = OrderedDict()
+    for t in tasks:
+        groups.setdefault(t.shape, []).append(t)
+    batches: list[Batch] = []
+    for gi, (shape, ts) in enumerate(groups.items()):
+        for c in range(0, len(ts), per_batch):
+            bid = f"g{gi:03d}-n{shape[0]}x{shape[1]}x{shape[2]}-b{c // per_batch:05d}"
+            batches.append(Batch(bid, shape, tuple(ts[c:c + per_batch])))
+    return batches
+
+
+def plan_study(cfg: StudyConfig, shape_fn: Callable[[str, str], Shape] | None = None) -> Plan:
+    """Tasks and batches of a study. ``shape_fn(x, y) -> (n, d_x, d_y)`` (from the data layer)."""
+    pairs = cfg.pair_list()
+    shapes = {p: tuple(shape_fn(*p)) if shape_fn else (0, 0, 0) for p in pairs}
+    tasks = make_tasks(cfg, shapes)  # type: ignore[arg-type]
+    return Plan(cfg.name, tasks, make_batches(tasks, cfg.resources.pairs_per_batch), pairs, shapes)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- cost
+def _hidden(d: int, hidden: int | None) -> int:
+    if hidden is not None:
+        return hidden
+    return 1024 if d <= 2048 else 2 ** int(math.floor(math.log2(d)))
+
+
+def _mlp_params(d: int, L: int, latent: int) -> int:
+    dims = [d, L, L // 2, L // 4, latent]
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def task_flops(shape: Shape, cfg: StudyConfig) -> float:
+    """Upper-bound FLOPs to train one task for max_epochs (6 x rows x params per epoch)."""
+    n, dx, dy = shape
+    e = cfg.estimator
+    lx, ly = _hidden(dx, e.hidden), _hidden(dy, e.hidden)
+    px, py = _mlp_params(dx, lx, e.latent_dim), _mlp_params(dy, ly, e.latent_dim)
+    params = 2 * px + 2 * py + px + py  # encoders + self-decoders (mirrors) + cross-decoders
+    n_train = int(n * e.train_fraction)
+    return 6.0 * n_train * params * e.max_epochs + 2.0 * (n - n_train) * params
+
+
+#: Rough sustained throughput of one worker (FLOP/s) on small batched MLPs; for the plan only.
+CPU_WORKER_FLOPS = 3e10
+GPU_WORKER_FLOPS = 5e12
+
+
+def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu: bool | None = None) -> str:
+    """Human-readable plan: task counts, batches, a cost estimate (upper bound: max_epochs)."""
+    lines = [f"study {cfg.name!r}: {len(plan.pairs)} pairs x {cfg.replicates} replicate(s) x "
+             f"(1 observed + {cfg.nulls.retrain_shuffles} retrain shuffles) = {len(plan.tasks)} trainings",
+             f"  observed tasks: {plan.n_observed}, shuffle tasks: {plan.n_shuffle}, "
+             f"latent permutations per observed task: {cfg.nulls.latent_permutations}",
+             f"  batches: {len(plan.batches)} (up to {cfg.resources.pairs_per_batch} tasks each)"]
+    by_shape: "OrderedDict[Shape, list[Batch]]" = OrderedDict()
+    for b in plan.batches:
+        by_shape.setdefault(b.shape, []).append(b)
+    for shape, bs in by_shape.items():
+        lines.append(f"    shape n={shape[0]} d_x={shape[1]} d_y={shape[2]}: {len(bs)} batch(es), "
+                     f"{sum(b.size for b in bs)} tasks")
+    flops = sum(task_flops(t.shape, cfg) for t in plan.tasks)
+    lines.append(f"  cost (upper bound, {cfg.estimator.max_epochs} epochs each): {flops / 1e12:.2f} TFLOP")
+    w = n_workers if n_workers else (cfg.resources.workers if isinstance(cfg.resources.workers, int) else 1)
+    rate = GPU_WORKER_FLOPS if gpu else CPU_WORKER_FLOPS
+    lines.append(f"  time at most ~{flops / (rate * w) / 60:.1f} min on {w} {'GPU' if gpu else 'CPU'} worker(s) "
+                 f"(rough: {rate / 1e9:.0f} GFLOP/s each; early stopping usually ends sooner)")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Significance helpers for MI studies: permutation p-values, Benjamini–Hochberg, SEM, z-scores.
+
+Pure numpy. MI values are in bits, but nothing here depends on the unit.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["permutation_pvalue", "benjamini_hochberg", "sem", "zscore", "null_of_means"]
+
+
+def permutation_pvalue(observed: float, null: Sequence[float] | np.ndarray) -> float:
+    """Permutation p-value ``(1 + #{null >= observed}) / (1 + n_null)``; never 0.
+
+    ``observed``: a scalar statistic (e.g. MI in bits). ``null``: (n_null,) statistics under
+    the null; NaN entries are dropped. With an empty null the p-value is 1 (no evidence).
+    A NaN observed value gives NaN.
+    """
+    obs = float(observed)
+    if np.isnan(obs):
+        return float("nan")
+    null_arr = np.asarray(null, dtype=np.float64).ravel()
+    null_arr = null_arr[~np.isnan(null_arr)]
+    n = null_arr.size
+    return float((1 + np.count_nonzero(null_arr >= obs)) / (1 + n))
+
+
+def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (q-values), same order as the input.
+
+    ``pvalues``: (m,) in [0, 1]; NaN entries stay NaN and do not count towards m.
+    q_(i) = min_{j >= i} (m / j) p_(j), capped at 1 (the step-up procedure, as R's
+    ``p.adjust(method="BH")``).
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    q = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    pv = p[ok]
+    m = pv.size
+    if m == 0:
+        return q
+    order = np.argsort(pv, kind="stable")
+    ranked = pv[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(ranked, 1.0)
+    q[ok] = out
+    return q
+
+
+def sem(values: Sequence[float] | np.ndarray) -> float:
+    """Standard error of the mean, ``std(ddof=1) / sqrt(n)``; NaN when fewer than 2 values."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return float("nan")
+    return float(np.std(v, ddof=1) / np.sqrt(v.size))
+
+
+def zscore(observed: float, null: Sequence[float] | np.ndarray) -> float:
+    """``(observed - mean(null)) / std(null, ddof=1)``; NaN with < 2 null values or zero spread."""
+    v = np.asarray(null, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return float("nan")
+    sd = float(np.std(v, ddof=1))
+    if sd == 0.0:
+        return float("nan")
+    return float((float(observed) - float(np.mean(v))) / sd)
+
+
+def null_of_means(null_by_replicate: np.ndarray) -> np.ndarray:
+    """Null distribution of a replicate-mean statistic.
+
+    ``null_by_replicate``: (R, n_null) — draw j of replicate r. Draws are independent across
+    replicates, so ``mean_r null[r, j]`` is a draw of the replicate mean under the null.
+    Returns (n_null,). Columns with NaN in every replicate are NaN.
+    """
+    a = np.asarray(null_by_replicate, dtype=np.float64)
+    if a.ndim == 1:
+        return a.copy()
+    if a.size == 0:
+        return np.zeros((a.shape[-1] if a.ndim else 0,))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(a, axis=0)
