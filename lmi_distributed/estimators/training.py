@@ -1,0 +1,251 @@
+"""Batched training of P cross-predictive autoencoders with per-pair early stopping.
+
+All P pairs share (N_train, N_val, d_x, d_y) and are trained as one stacked model
+(:class:`~lmi_distributed.estimators.networks.StackedCrossAE`). Each pair's loss is the
+latentmi loss (four MSEs, each a mean over samples and dims); the optimised objective is
+the sum over pairs, so each pair's gradient is exactly its own.
+
+Per pair, from the pair seed alone (see :mod:`.seeding`): the initial weights, its own
+permutation of its training rows every epoch (minibatches of ``batch_size``; the last one
+smaller, like a ``DataLoader`` with ``drop_last=False``), and its dropout masks (one
+generator per pair filling that pair's mask slab). Hence a pair's training does not
+depend on its batch mates (up to float reduction order; see docs/estimator.md).
+
+Optimiser: Adam (lr 1e-4, betas 0.9/0.999, eps 1e-7) written out with ``torch._foreach``
+ops on the stacked tensors -- Adam is elementwise, so the stacked state *is* the per-pair
+state, and the step count is shared (all active pairs take the same number of steps).
+
+Early stopping (paper Alg. 3, patience 30) per pair on the held-out loss computed in eval
+mode (no dropout) over the whole held-out half. When a pair improves, its slices are
+copied (deep copy) into the best-state store; at the end every pair's best state is
+restored. A pair that stops is removed from the active set: parameters, Adam state, data
+and generators are ``index_select``-ed down to the active pairs, so it costs nothing more.
+The only host synchronisation is the per-epoch early-stopping check.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .networks import NetSpec, StackedCrossAE, dropout_masks
+from .seeding import derive_seed
+
+log = logging.getLogger("lmi_distributed")
+
+#: progress(epoch, n_active, val_loss_of_active_pairs) after every epoch
+ProgressFn = Callable[[int, int, np.ndarray], None]
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_pairs` for P pairs (arrays indexed by pair)."""
+
+    model: StackedCrossAE          # best (restored) weights of all P pairs
+    epochs: np.ndarray             # (P,) int, epochs run
+    best_epoch: np.ndarray         # (P,) int, 0-based epoch whose weights were restored (-1: none improved on init)
+    train_loss: list[np.ndarray]   # P arrays (epochs_p,), mean minibatch loss per epoch (dropout on)
+    val_loss: list[np.ndarray]     # P arrays (epochs_p,), held-out loss per epoch (eval mode)
+    active_per_epoch: list[int] = field(default_factory=list)   # pairs trained in each epoch
+    seconds: float = 0.0
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set ``torch.set_num_threads(n)``; ``None`` leaves torch's setting alone."""
+    if n is None:
+        yield
+        return
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _val_chunk_rows(spec: NetSpec) -> int:
+    # Independent of the number of pairs, so the validation sums (and hence early
+    # stopping) are computed in the same order whatever the batch.
+    widest = max(spec.dx, spec.dy, spec.lx, spec.ly)
+    return max(256, (1 << 22) // widest)
+
+
+@torch.no_grad()
+def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eval-mode (no dropout) LMI loss of each pair over all rows of ``x`` (P, N, dx),
+    ``y`` (P, N, dy), each MSE a mean over all N rows and dims. Returns (P,) float64."""
+    n = x.shape[1]
+    chunk = _val_chunk_rows(model.spec)
+    sse = torch.zeros(x.shape[0], 4, dtype=torch.float64, device=x.device)
+    for s in range(0, n, chunk):
+        sse += model.squared_errors(x[:, s:s + chunk], y[:, s:s + chunk]).to(torch.float64)
+    dx, dy = x.shape[2], y.shape[2]
+    denom = torch.tensor([dx, dy, dx, dy], dtype=torch.float64, device=x.device) * n
+    return (sse / denom).sum(dim=1)
+
+
+@torch.no_grad()
+def encode_all(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode latents of all rows: ``x`` (P, N, dx), ``y`` (P, N, dy) -> two (P, N, latent)."""
+    chunk = _val_chunk_rows(model.spec)
+    zx, zy = [], []
+    for s in range(0, x.shape[1], chunk):
+        a, b = model.encode(x[:, s:s + chunk], y[:, s:s + chunk])
+        zx.append(a)
+        zy.append(b)
+    return torch.cat(zx, dim=1), torch.cat(zy, dim=1)
+
+
+class _Adam:
+    """Adam (torch's formula, no weight decay, no amsgrad) on a list of stacked tensors."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float], eps: float):
+        self.lr, self.b1, self.b2, self.eps = lr, betas[0], betas[1], eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.step_count = 0
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+        self.step_count += 1
+        bc1 = 1.0 - self.b1 ** self.step_count
+        bc2 = 1.0 - self.b2 ** self.step_count
+        torch._foreach_lerp_(self.m, grads, 1.0 - self.b1)
+        torch._foreach_mul_(self.v, self.b2)
+        torch._foreach_addcmul_(self.v, grads, grads, 1.0 - self.b2)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(bc2))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(params, self.m, denom, -self.lr / bc1)
+
+    def select(self, idx: torch.Tensor) -> None:
+        self.m = [t.index_select(0, idx) for t in self.m]
+        self.v = [t.index_select(0, idx) for t in self.v]
+
+
+def train_pairs(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    spec: NetSpec,
+    seeds: Sequence[int],
+    *,
+    batch_size: int = 512,
+    lr: float = 1e-4,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-7,
+    max_epochs: int = 300,
+    patience: int = 30,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train P pairs' networks as one batch.
+
+    ``x_train`` (P, n_train, dx), ``y_train`` (P, n_train, dy): training halves;
+    ``x_val`` (P, n_val, dx), ``y_val`` (P, n_val, dy): held-out halves (early stopping).
+    All on the training device, same dtype (the model's dtype). ``seeds``: P pair seeds;
+    init, minibatch order and dropout streams are derived from them.
+    Returns a :class:`TrainResult` holding every pair's best weights.
+    """
+    t0 = time.perf_counter()
+    P, n_train, dx = x_train.shape
+    dy = y_train.shape[2]
+    if len(seeds) != P:
+        raise ValueError(f"{len(seeds)} seeds for {P} pairs")
+    if (spec.dx, spec.dy) != (dx, dy):
+        raise ValueError(f"spec dims {(spec.dx, spec.dy)} != data dims {(dx, dy)}")
+    device, dtype = x_train.device, x_train.dtype
+
+    model = StackedCrossAE.init(spec, [derive_seed(s, "init") for s in seeds], device, dtype)
+    best = model.detached_clone()
+    for t in model.tensors():
+        t.requires_grad_(True)
+    opt = _Adam(model.tensors(), lr, betas, eps)
+    shuffle_gens = [torch.Generator(device="cpu").manual_seed(derive_seed(s, "shuffle")) for s in seeds]
+    drop_gens = [torch.Generator(device=device).manual_seed(derive_seed(s, "dropout")) for s in seeds]
+
+    active = np.arange(P)                       # original pair index of each active slot
+    best_val = np.full(P, np.inf)
+    best_epoch = np.full(P, -1, dtype=np.int64)
+    bad_epochs = np.zeros(P, dtype=np.int64)
+    epochs = np.zeros(P, dtype=np.int64)
+    train_hist: list[list[float]] = [[] for _ in range(P)]
+    val_hist: list[list[float]] = [[] for _ in range(P)]
+    active_per_epoch: list[int] = []
+    xtr, ytr, xva, yva = x_train, y_train, x_val, y_val
+
+    for epoch in range(max_epochs):
+        Pa = len(active)
+        if Pa == 0:
+            break
+        active_per_epoch.append(Pa)
+        perms = torch.stack([torch.randperm(n_train, generator=g) for g in shuffle_gens]).to(device)
+        rows = torch.arange(Pa, device=device)[:, None]
+        params = model.tensors()
+        train_sum = torch.zeros(Pa, dtype=torch.float64, device=device)
+        n_batches = 0
+        for s in range(0, n_train, batch_size):
+            idx = perms[:, s:s + batch_size]
+            xb, yb = xtr[rows, idx], ytr[rows, idx]
+            masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
+            loss = model.losses(xb, yb, masks)
+            grads = torch.autograd.grad(loss.sum(), params)
+            opt.step(params, grads)
+            train_sum += loss.detach().to(torch.float64)
+            n_batches += 1
+
+        val = held_out_loss(model, xva, yva).cpu().numpy()       # the per-epoch host sync
+        trn = (train_sum / n_batches).cpu().numpy()
+        for j, pid in enumerate(active):
+            train_hist[pid].append(float(trn[j]))
+            val_hist[pid].append(float(val[j]))
+        epochs[active] += 1
+
+        improved = val < best_val[active]                  # NaN never improves
+        if improved.any():
+            loc = torch.as_tensor(np.flatnonzero(improved), device=device)
+            orig = torch.as_tensor(active[improved], device=device)
+            with torch.no_grad():
+                for k, v in model.params.items():
+                    best.params[k].index_copy_(0, orig, v.detach().index_select(0, loc))
+            best_val[active[improved]] = val[improved]
+            best_epoch[active[improved]] = epoch
+            bad_epochs[active[improved]] = 0
+        bad_epochs[active[~improved]] += 1
+        stopped = bad_epochs[active] >= patience
+
+        if progress is not None:
+            progress(epoch, Pa, val)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("epoch %d: %d active pairs, val loss min %.5f", epoch, Pa, float(np.nanmin(val)) if Pa else float("nan"))
+        if stopped.any():
+            log.debug("epoch %d: early stop of pairs %s", epoch, active[stopped].tolist())
+            keep_np = np.flatnonzero(~stopped)
+            keep = torch.as_tensor(keep_np, device=device)
+            active = active[keep_np]
+            model = model.select(keep)
+            for t in model.tensors():
+                t.requires_grad_(True)
+            opt.select(keep)
+            xtr, ytr = xtr.index_select(0, keep), ytr.index_select(0, keep)
+            xva, yva = xva.index_select(0, keep), yva.index_select(0, keep)
+            shuffle_gens = [shuffle_gens[i] for i in keep_np]
+            drop_gens = [drop_gens[i] for i in keep_np]
+
+    del model, opt
+    return TrainResult(
+        model=best,
+        epochs=epochs,
+        best_epoch=best_epoch,
+        train_loss=[np.asarray(h) for h in train_hist],
+        val_loss=[np.asarray(h) for h in val_hist],
+        active_per_epoch=active_per_epoch,
+        seconds=time.perf_counter() - t0,
+    )
