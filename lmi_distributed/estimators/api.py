@@ -74,10 +74,11 @@ class LMISettings:
             raise ConfigError(f"LMISettings.device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
 
     def min_samples(self) -> int:
-        """Smallest N this estimator accepts: at least 2 training rows and more than k
-        held-out rows (KSG needs k neighbours of every held-out point)."""
+        """Smallest N this estimator accepts: more than k held-out rows (KSG needs k
+        neighbours of every held-out point) and more than k training rows; N >= 2(k+1) at
+        the default 50/50 split."""
         n = 2
-        while int(n * self.train_fraction) < 2 or n - int(n * self.train_fraction) < self.k + 1:
+        while int(n * self.train_fraction) < self.k + 1 or n - int(n * self.train_fraction) < self.k + 1:
             n += 1
         return n
 
@@ -146,7 +147,7 @@ def _check_pair(X: Any, Y: Any, s: LMISettings, label: str) -> tuple[np.ndarray,
     if X.shape[0] < need:
         raise InputError(
             f"{label}too few samples: N={X.shape[0]}, LMI needs N >= {need} (k={s.k} KSG neighbours "
-            f"among the held-out {1 - s.train_fraction:g} of the rows, >= 2 training rows)")
+            f"among the held-out {1 - s.train_fraction:g} of the rows and > k training rows)")
     return X, Y
 
 
