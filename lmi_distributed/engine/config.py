@@ -13,7 +13,7 @@ A study (``configs/*.yaml``)::
     estimator: {}                             # LMISettings overrides; empty = the paper's defaults
     resources: {workers: auto, gpus_per_worker: 1, pairs_per_batch: 16, cpu_fallback: true}
     output: {path: runs/demo}
-    significance: {alpha: 0.05, null: auto}
+    significance: {alpha: 0.05, p_null: auto}
 
 Relative paths are resolved against the current directory when the study runs.
 """
@@ -167,7 +167,7 @@ class OutputConfig(_Strict):
 
 class SignificanceConfig(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
-    null: Literal["auto", "retrain_shuffles", "latent_permutations"] = Field(
+    p_null: Literal["auto", "retrain_shuffles", "latent_permutations"] = Field(
         "auto", description="null behind p/q; auto = retrain_shuffles if any, else latent_permutations"
     )
 
@@ -331,6 +331,9 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
     """Validate a dict as a study; raise ConfigError naming each bad key path."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of study keys at the top level (got {type(raw).__name__})")
+    pairing = raw.get("pairing")
+    if isinstance(pairing, dict) and any(isinstance(k, bool) for k in pairing):
+        raise ConfigError(f"{source}: pairing.on: YAML reads a bare `on` key as true; quote it: \"on\": ids")
     try:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,194 @@
+"""The work of one batch, without Ray: read rows, train the batch, KSG/pMI, nulls, write results.
+
+``execute_batch`` is what a Ray worker actor calls after pinning its device; it runs the same in a
+plain Python process (unit tests, a GPU box without Ray). It must not import ray.
+
+Per task (see ``planner.Task``):
+1. the pairing of (pair, replicate) from ``pairing_seed`` (shared by the replicate's tasks);
+2. rows read from the store (``data.read_pair``); a shuffle task permutes Y's rows with
+   ``shuffle_seed`` (the paper's null: the network is trained anew on the shuffled pairs);
+3. all tasks of the batch trained as one batched model (``estimate_many``, seed per task);
+4. observed tasks: ``latent_permutation_null`` on the held-out latents (``perm_seed``);
+5. pMI (bits) written to the store, then the batch's records as one atomic Parquet part.
+Returns the small records (MI in bits, epochs, null draws); pMI arrays never travel back.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from lmi_distributed.engine.config import StudyConfig
+from lmi_distributed.engine.planner import Batch, Task
+from lmi_distributed.engine.results import ResultStore
+
+__all__ = ["execute_batch", "resolve_variables", "pair_shape", "open_store_cached"]
+
+_STORES: dict[str, Any] = {}
+
+
+def open_store_cached(store_path: str):
+    """Open a store once per process (read-only)."""
+    from lmi_distributed.data import open_store
+
+    s = _STORES.get(store_path)
+    if s is None:
+        s = _STORES[store_path] = open_store(store_path)
+    return s
+
+
+def _variable_spec(cfg: StudyConfig, name: str):
+    from lmi_distributed.data import VariableSpec
+
+    v = cfg.variable(name).model_dump()
+    return VariableSpec(**{k: val for k, val in v.items() if val is not None or k in ("name", "matrix")})
+
+
+def _pairing_spec(cfg: StudyConfig):
+    from pydantic import TypeAdapter
+
+    from lmi_distributed.data import PairingSpec
+
+    return TypeAdapter(PairingSpec).validate_python(cfg.pairing.model_dump())
+
+
+def resolve_variables(cfg: StudyConfig, store_path: str, names: list[str] | None = None) -> dict[str, Any]:
+    """``data.Variable`` of each (or each named) variable of the study."""
+    from lmi_distributed.data import resolve_variable
+
+    store = open_store_cached(store_path)
+    return {n: resolve_variable(store, _variable_spec(cfg, n)) for n in (names or cfg.variable_names)}
+
+
+def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], x: str, y: str) -> tuple[int, int, int]:
+    """(n paired rows, d_x, d_y) of a pair, from the pairing of replicate 0."""
+    from lmi_distributed.data import make_pairing
+
+    from lmi_distributed.engine.planner import pair_key
+    from lmi_distributed.engine.seeds import derive_seed
+
+    store = open_store_cached(store_path)
+    vx, vy = variables[x], variables[y]
+    pairing = make_pairing(store, vx, vy, _pairing_spec(cfg), derive_seed(cfg.seed, f"{pair_key(x, y)}/r0/pairing"))
+    return int(pairing.n), int(vx.n_features), int(vy.n_features)
+
+
+def _estimate_many(pairs, seeds, device, settings):
+    from lmi_distributed.estimators.api import LMISettings, estimate_many
+
+    import dataclasses
+
+    allowed = {f.name for f in dataclasses.fields(LMISettings)}
+    kw = {k: v for k, v in settings.items() if k in allowed}
+    return estimate_many(pairs, seeds=list(seeds), device=device, **kw)
+
+
+def _latent_null(zx, zy, n, seed, k, backend):
+    from lmi_distributed.estimators.permutation import latent_permutation_null
+
+    try:
+        return latent_permutation_null(zx, zy, n_permutations=n, seed=seed, k=k, backend=backend)
+    except TypeError:  # an implementation without the backend keyword
+        return latent_permutation_null(zx, zy, n_permutations=n, seed=seed, k=k)
+
+
+def execute_batch(
+    batch: Batch,
+    cfg: StudyConfig,
+    store_path: str,
+    out_dir: str,
+    *,
+    device: str = "cpu",
+    variables: Mapping[str, Any] | None = None,
+    worker: str | None = None,
+    attempt: int = 0,
+    write: bool = True,
+    on_trained: Callable[[], None] | None = None,
+) -> list[dict]:
+    """Run one batch: returns one record per task (MI in bits); writes pMI + a Parquet part.
+
+    ``store_path``/``out_dir``: absolute paths visible from this process. ``device``: torch
+    device for training ("cpu", "cuda", "cuda:0"). ``variables``: resolved ``data.Variable``s
+    by name (resolved here when omitted). ``on_trained``: test hook called after training.
+    """
+    from lmi_distributed.data import make_pairing, read_pair
+
+    t0 = time.perf_counter()
+    tasks: list[Task] = list(batch.tasks)
+    if not tasks:
+        return []
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    store = open_store_cached(store_path)
+    needed = sorted({t.x for t in tasks} | {t.y for t in tasks})
+    if variables is None or any(n not in variables for n in needed):
+        variables = resolve_variables(cfg, store_path, needed)
+    pspec = _pairing_spec(cfg)
+    results_store = ResultStore(out_dir)
+
+    cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, Any]] = {}
+    arrays: list[tuple[np.ndarray, np.ndarray]] = []
+    rows: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+    for t in tasks:
+        ck = (t.x, t.y, t.replicate)
+        if ck not in cache:
+            vx, vy = variables[t.x], variables[t.y]
+            pairing = make_pairing(store, vx, vy, pspec, t.pairing_seed)
+            X, Y = read_pair(store, vx, vy, pairing)
+            cache[ck] = (np.asarray(X), np.asarray(Y), pairing)
+        X, Y, pairing = cache[ck]
+        x_rows = getattr(pairing, "x_rows", None)
+        y_rows = getattr(pairing, "y_rows", None)
+        if t.kind == "shuffle":
+            perm = np.random.default_rng(t.shuffle_seed).permutation(Y.shape[0])
+            Y = Y[perm]
+            y_rows = None if y_rows is None else np.asarray(y_rows)[perm]
+        arrays.append((X, Y))
+        rows.append((x_rows, y_rows))
+    t_read = time.perf_counter()
+
+    results = _estimate_many(arrays, [t.seed for t in tasks], device, cfg.estimator_kwargs())
+    if on_trained is not None:
+        on_trained()
+    t_train = time.perf_counter()
+
+    records: list[dict] = []
+    for t, res, (x_rows, y_rows), (X, _) in zip(tasks, results, rows, arrays):
+        null = np.zeros(0)
+        test = np.asarray(res.test_idx)
+        if t.kind == "observed" and t.n_latent_permutations > 0:
+            null = np.asarray(_latent_null(
+                np.asarray(res.zx)[test], np.asarray(res.zy)[test], t.n_latent_permutations,
+                t.perm_seed, cfg.estimator.k, cfg.estimator.ksg_backend), dtype=np.float64)
+        save = cfg.output.save_pmi
+        if write and (save == "all" or (save == "observed" and t.kind == "observed")):
+            results_store.write_pmi(t.key, np.asarray(res.pmi), x_rows, y_rows)
+        records.append({
+            "key": t.key, "pair": t.pair, "x": t.x, "y": t.y, "replicate": t.replicate,
+            "kind": t.kind, "shuffle": t.shuffle, "seed": t.seed, "n": int(X.shape[0]),
+            "n_test": int(test.size), "mi": float(res.mi), "epochs": int(res.epochs),
+            "best_epoch": int(res.best_epoch), "latent_null": null.tolist(),
+            "batch_id": batch.batch_id, "worker": worker, "device": device, "attempt": int(attempt),
+        })
+    t_end = time.perf_counter()
+    timing = {"read_s": t_read - t0, "train_s": t_train - t_read, "null_s": t_end - t_train}
+    for r in records:
+        r["wall_s"] = (t_end - t0) / len(records)
+    if write:
+        part = results_store.write_part(batch.batch_id, records)
+        timing["write_s"] = time.perf_counter() - t_end
+        timing["part"] = str(part) if part else ""
+    for r in records:
+        r["_timing"] = timing
+    return records
+
+
+def store_path_abs(cfg: StudyConfig) -> str:
+    return str(Path(cfg.data.store).expanduser().resolve())
+
+
+def out_dir_abs(cfg: StudyConfig) -> str:
+    return str(Path(cfg.output.path).expanduser().resolve())
