@@ -1,0 +1,99 @@
+import copy
+from pathlib import Path
+
+import pytest
+
+from lmi_distributed.engine.config import load_study, parse_study
+from lmi_distributed.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {"name": "t", "data": {"store": "s.zarr"}, "variables": ["A", "B", "C"],
+        "pairs": {"all_pairs_of": ["A", "B", "C"]}, "output": {"path": "out"}}
+
+
+def _err(mod: dict) -> str:
+    raw = copy.deepcopy(BASE)
+    raw.update(mod)
+    with pytest.raises(ConfigError) as ei:
+        parse_study(raw)
+    return str(ei.value)
+
+
+def test_valid_and_defaults_are_the_papers():
+    cfg = parse_study(copy.deepcopy(BASE))
+    assert cfg.pair_list() == [("A", "B"), ("A", "C"), ("B", "C")]
+    e = cfg.estimator
+    assert (e.latent_dim, e.hidden, e.batch_size, e.lr, e.adam_eps, e.max_epochs, e.patience, e.k) == \
+        (8, None, 512, 1e-4, 1e-7, 300, 30, 3)
+    assert cfg.variable("A").matrix == "A"
+
+
+@pytest.mark.parametrize("mod, path, expect", [
+    ({"resources": {"gpus_per_worker": "lots"}}, "resources.gpus_per_worker", "number"),
+    ({"resources": {"gpus_per_worker": 1.5}}, "resources.gpus_per_worker", "fraction"),
+    ({"resources": {"workers": 0}}, "resources.workers", "positive integer or 'auto'"),
+    ({"resources": {"pairs_per_batch": 0}}, "resources.pairs_per_batch", "greater than or equal to 1"),
+    ({"resources": {"typo": 1}}, "resources.typo", "unknown key"),
+    ({"estimator": {"lr": -1}}, "estimator.lr", "greater than 0"),
+    ({"replicates": 0}, "replicates", "greater than or equal to 1"),
+    ({"nulls": {"latent_permutations": -5}}, "nulls.latent_permutations", "greater than or equal to 0"),
+    ({"pairing": {"rule": "magic"}}, "pairing.rule", "'aligned', 'join' or 'grouped'"),
+    ({"pairs": {"explicit": [["A", "Z"]]}}, "pairs.explicit[0][1]", "one of the variables"),
+    ({"pairs": {"explicit": [["A", "A"]]}}, "pairs.explicit[0]", "two different variables"),
+    ({"pairs": {"x_set": ["A"]}}, "pairs", "'x_set' and 'y_set' together"),
+    ({"pairs": {"explicit": [["A", "B"]], "all_pairs_of": "all"}}, "pairs", "exactly one of"),
+    ({"pairs": {"x_set": ["A"], "y_set": ["Q"]}}, "pairs.y_set[0]", "one of the variables"),
+    ({"variables": [{"name": "a/b", "matrix": "m"}]}, "variables[0].name", "variable name"),
+    ({"variables": ["A", "A", "B", "C"]}, "variables[1].name", "unique"),
+    ({"output": {}}, "output.path", "missing required key"),
+    ({"significance": {"p_null": "bogus"}}, "significance.p_null", "retrain_shuffles"),
+])
+def test_errors_name_key_path_and_expectation(mod, path, expect):
+    msg = _err(mod)
+    assert f"  {path}: " in msg, msg
+    assert expect in msg, msg
+
+
+def test_top_level_and_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_study([1, 2])
+    f = tmp_path / "bad.yaml"
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study(f)
+    with pytest.raises(ConfigError, match="not found"):
+        load_study(tmp_path / "missing.yaml")
+    f.write_text("name: x\ndata: {store: s}\nvariables: [A, B]\npairs: {all_pairs_of: all}\n"
+                 "output: {path: o}\npairing: {rule: aligned, on: ids}\n")
+    with pytest.raises(ConfigError, match='quote it'):
+        load_study(f)
+
+
+def test_shipped_configs_load_and_overrides(tmp_path):
+    for f in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_study(f)
+        assert cfg.pair_list()
+    cfg = load_study(ROOT / "configs" / "demo.yaml", ["output.path=/tmp/x", "replicates=3", "estimator.hidden=8"])
+    assert cfg.output.path == "/tmp/x" and cfg.replicates == 3 and cfg.estimator.hidden == 8
+    with pytest.raises(ConfigError, match="replicates"):
+        load_study(ROOT / "configs" / "demo.yaml", ["replicates=zero"])
+
+
+def test_pair_forms():
+    raw = copy.deepcopy(BASE)
+    raw["pairs"] = {"x_set": ["A", "B"], "y_set": ["B", "C"]}
+    assert parse_study(raw).pair_list() == [("A", "B"), ("A", "C"), ("B", "C")]
+    raw["pairs"] = {"explicit": [["C", "A"], ["C", "A"], ["A", "B"]]}
+    assert parse_study(raw).pair_list() == [("C", "A"), ("A", "B")]
+    raw["pairs"] = {"all_pairs_of": "all"}
+    assert len(parse_study(raw).pair_list()) == 3
+
+
+def test_fingerprint_tracks_numbers_not_resources():
+    a = parse_study(copy.deepcopy(BASE))
+    raw = copy.deepcopy(BASE)
+    raw["resources"] = {"pairs_per_batch": 3, "workers": 7}
+    raw["replicates"] = 4
+    assert parse_study(raw).fingerprint() == a.fingerprint()
+    raw["seed"] = 1
+    assert parse_study(raw).fingerprint() != a.fingerprint()
