@@ -1,0 +1,140 @@
+"""Result store bookkeeping (atomic parts, idempotent retries, resume) and aggregation."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmi_distributed import stats
+from lmi_distributed.engine.aggregate import aggregate_pairs, write_outputs
+from lmi_distributed.engine.config import parse_study
+from lmi_distributed.engine.planner import plan_study
+from lmi_distributed.engine.results import ResultStore
+from lmi_distributed.errors import ConfigError
+
+RAW = {"name": "t", "seed": 1, "data": {"store": "s.zarr"}, "variables": ["A", "B", "C"],
+       "pairs": {"all_pairs_of": "all"}, "output": {"path": "out"}, "replicates": 3,
+       "nulls": {"retrain_shuffles": 4, "latent_permutations": 20}, "resources": {"pairs_per_batch": 5}}
+
+
+def _cfg(**mod):
+    raw = copy.deepcopy(RAW)
+    raw.update(mod)
+    return parse_study(raw)
+
+
+def _fake_records(batch, scale=1.0):
+    recs = []
+    for t in batch.tasks:
+        rng = np.random.default_rng(t.seed)
+        signal = {"A~B": 1.0, "A~C": 0.02, "B~C": 0.5}[t.pair] * scale
+        mi = signal + 0.01 * rng.standard_normal() if t.kind == "observed" else 0.01 * rng.standard_normal()
+        recs.append({"key": t.key, "pair": t.pair, "x": t.x, "y": t.y, "replicate": t.replicate, "kind": t.kind,
+                     "shuffle": t.shuffle, "seed": t.seed, "n": 100, "n_test": 50, "mi": float(mi), "epochs": 5,
+                     "best_epoch": 3, "latent_null": (0.02 * rng.standard_normal(t.n_latent_permutations)).tolist(),
+                     "batch_id": batch.batch_id, "worker": "w", "device": "cpu", "attempt": 0, "wall_s": 0.1})
+    return recs
+
+
+def test_parts_atomic_idempotent_and_resume(tmp_path):
+    cfg = _cfg()
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    rs = ResultStore(tmp_path / "out")
+    assert rs.init(cfg) is False
+    b0, b1 = plan.batches[0], plan.batches[1]
+    p0 = rs.write_part(b0.batch_id, _fake_records(b0))
+    assert p0.exists() and not list(rs.tasks_dir.glob(".tmp-*"))
+    # a retried batch writes the same part name: nothing is duplicated
+    assert rs.write_part(b0.batch_id, _fake_records(b0)) == p0
+    assert len(rs.parts()) == 1
+    assert rs.finished_keys() == {t.key for t in b0.tasks}
+    # resume: init again with the same config keeps results and reports resuming
+    assert ResultStore(tmp_path / "out").init(cfg) is True
+    pending = [b.without(rs.finished_keys()) for b in plan.batches]
+    assert [b.size for b in pending][0] == 0 and sum(b.size for b in pending) == len(plan.tasks) - b0.size
+    # a part holding an already-stored key (other batch composition) is dropped on read
+    rs.write_part("other", _fake_records(b1)[:2] + _fake_records(b0)[:1])
+    counts = rs.key_counts()
+    assert counts[b0.tasks[0].key] == 2
+    df = rs.read_tasks()
+    assert df["key"].is_unique and len(df) == b0.size + 2
+    # a stray temporary file from a killed writer is ignored and cleaned on init
+    (rs.tasks_dir / ".tmp-dead.parquet").write_bytes(b"junk")
+    assert len(rs.read_tasks()) == b0.size + 2
+    rs.init(cfg)
+    assert not list(rs.tasks_dir.glob(".tmp-*"))
+
+
+def test_fingerprint_mismatch_refuses_then_overwrites(tmp_path):
+    rs = ResultStore(tmp_path / "out")
+    cfg = _cfg()
+    rs.init(cfg)
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    rs.write_part(plan.batches[0].batch_id, _fake_records(plan.batches[0]))
+    other = _cfg(seed=2)
+    with pytest.raises(ConfigError, match="output.path"):
+        ResultStore(tmp_path / "out").init(other)
+    assert ResultStore(tmp_path / "out").init(other, overwrite=True) is False
+    assert ResultStore(tmp_path / "out").finished_keys() == set()
+
+
+def test_pmi_roundtrip(tmp_path):
+    rs = ResultStore(tmp_path)
+    pmi = np.array([np.nan, 0.5, 1.0])
+    rs.write_pmi("A~B/r0/obs", pmi, np.array([0, 1, 2]), np.array([2, 1, 0]))
+    rs.write_pmi("A~B/r0/obs", pmi * 0, None, None)  # retry: first write kept
+    got = rs.read_pmi("A~B/r0/obs")
+    np.testing.assert_array_equal(got["pmi"], pmi)
+    np.testing.assert_array_equal(got["y_rows"], [2, 1, 0])
+
+
+def _all_records(cfg):
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    return pd.DataFrame([r for b in plan.batches for r in _fake_records(b)])
+
+
+def test_aggregate_against_direct_computation():
+    cfg = _cfg()
+    tasks = _all_records(cfg)
+    pairs = aggregate_pairs(tasks, cfg)
+    assert list(pairs["pair"]) == ["A~B", "A~C", "B~C"]
+    for _, row in pairs.iterrows():
+        g = tasks[tasks["pair"] == row["pair"]]
+        obs = g[g["kind"] == "observed"].sort_values("replicate")
+        est = obs["mi"].mean()
+        assert row["estimate"] == pytest.approx(est, abs=1e-15)
+        assert row["sem"] == pytest.approx(obs["mi"].std(ddof=1) / np.sqrt(3))
+        sh = g[g["kind"] == "shuffle"]
+        snull = np.array([sh[sh["shuffle"] == j]["mi"].mean() for j in range(4)])
+        assert row["p_shuffle"] == pytest.approx((1 + (snull >= est).sum()) / 5)
+        lnull = np.mean(np.stack([np.asarray(v) for v in obs["latent_null"]]), axis=0)
+        assert row["p_latent"] == pytest.approx((1 + (lnull >= est).sum()) / 21)
+        assert row["null"] == "retrain_shuffles"  # auto: the paper's null when present
+        assert row["p"] == row["p_shuffle"] and row["p"] > 0
+        assert row["null_mean"] == pytest.approx(snull.mean())
+        assert row["null_sd"] == pytest.approx(snull.std(ddof=1))
+        assert row["z"] == pytest.approx((est - snull.mean()) / snull.std(ddof=1))
+    np.testing.assert_allclose(pairs["q"], stats.benjamini_hochberg(pairs["p"].to_numpy()))
+    assert list(pairs["significant"]) == list(pairs["q"] <= 0.05)
+    lat = aggregate_pairs(tasks, _cfg(significance={"p_null": "latent_permutations"}))
+    assert (lat["p"] == lat["p_latent"]).all() and (lat["null"] == "latent_permutations").all()
+    assert lat["p"].iloc[0] == pytest.approx(1 / 21)
+
+
+def test_aggregate_partial_and_outputs(tmp_path):
+    cfg = _cfg(nulls={"retrain_shuffles": 0, "latent_permutations": 20})
+    tasks = _all_records(cfg)
+    part = tasks[tasks["pair"] != "B~C"]
+    pairs = aggregate_pairs(part, cfg)
+    assert pairs.loc[2, "replicates"] == 0 and np.isnan(pairs.loc[2, "p"])
+    assert (pairs["null"][:2] == "latent_permutations").all()
+    truth = tmp_path / "truth.json"
+    truth.write_text('{"pairs": {"A~B": 1.0, "A~C": 0.0, "B~C": 0.5}}')
+    cfg = _cfg(nulls={"retrain_shuffles": 0, "latent_permutations": 20},
+               data={"store": "s.zarr", "truth": str(truth)})
+    summary = write_outputs(cfg, tmp_path, tasks, run_info={"wall_s": 1.0})
+    for f in ("pairs.parquet", "summary.json", "heatmap.png", "report.html"):
+        assert (tmp_path / f).exists(), f
+    back = pd.read_parquet(tmp_path / "pairs.parquet")
+    assert list(back["truth"]) == [1.0, 0.0, 0.5]
+    assert summary["n_pairs"] == 3 and summary["truth_mae_bits"] < 0.1
