@@ -1,0 +1,654 @@
+"""Input readers for ingest. Each gives random access to row blocks of a 2-D matrix.
+
+A :class:`Source` has ``n_rows``, ``n_cols``, ``ids`` (row ids or None), ``obs``/``var``
+(DataFrames or None), ``describe()`` (provenance) and ``read(start, stop)`` returning rows
+``[start, stop)`` as a dense float32 array. Nothing is read whole into memory:
+
+* ``.npy``: memory map. ``.npz``: an uncompressed member is memory-mapped in place; a
+  compressed member is streamed once into a spool ``.npy`` and memory-mapped.
+* Zarr arrays (v2 or v3; a group needs ``key``): sliced by rows.
+* AnnData ``.h5ad`` (h5py) and AnnData Zarr: ``X`` or ``layers/<name>``; dense is sliced,
+  CSR reads ``indptr`` once and the ``data``/``indices`` ranges of each row block; CSC is first
+  converted out of core to an on-disk CSR spool (two passes over column blocks).
+  ``obs``/``var`` are read with ``anndata.io.read_elem`` (metadata only).
+* Parquet / CSV / TSV embedding tables (an id column plus numeric vector columns, or one
+  list column): streamed in record batches into a spool file, then memory-mapped.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .validation import DataError, first_few
+
+__all__ = ["Source", "open_source", "detect_format", "FORMATS"]
+
+FORMATS = ("npy", "npz", "zarr", "h5ad", "anndata-zarr", "parquet", "csv", "tsv")
+
+
+class Source:
+    """Random-access reader of row blocks (see module docstring)."""
+
+    format: str = "?"
+    path: Path
+    n_rows: int
+    n_cols: int
+    ids: np.ndarray | None = None
+    obs = None
+    var = None
+    key: str | None = None
+
+    def read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        st = self.path.stat() if self.path.exists() else None
+        size = st.st_size if st and self.path.is_file() else _dir_size(self.path)
+        return {
+            "path": str(self.path.resolve()),
+            "format": self.format,
+            "key": self.key,
+            "shape": [self.n_rows, self.n_cols],
+            "size_bytes": size,
+            "mtime": st.st_mtime if st else None,
+        }
+
+    def close(self) -> None:
+        pass
+
+    # dask.array.from_array protocol
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_cols)
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __getitem__(self, key):
+        if not isinstance(key, tuple):
+            key = (key,)
+        rs = key[0]
+        cs = key[1] if len(key) > 1 else slice(None)
+        if not isinstance(rs, slice):
+            raise TypeError("Source supports row slices only")
+        start, stop, step = rs.indices(self.n_rows)
+        block = self.read(start, stop)
+        if step != 1:
+            block = block[::step]
+        if cs != slice(None):
+            block = block[:, cs]
+        return block
+
+
+def _dir_size(p: Path) -> int | None:
+    if not p.is_dir():
+        return None
+    total = 0
+    for root, _, files in os.walk(p):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def _as_2d_numeric(a, what: str):
+    if a.ndim == 1:
+        a = a.reshape(-1, 1)
+    if a.ndim != 2:
+        raise DataError(f"{what}: expected a 2-D matrix, got shape {a.shape}")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise DataError(f"{what}: expected numeric values, got dtype {a.dtype}")
+    return a
+
+
+class ArraySource(Source):
+    """Any object with 2-D numpy-like slicing (np.memmap, zarr.Array, h5py.Dataset)."""
+
+    def __init__(self, arr, path: Path, fmt: str, key: str | None = None, ids=None, obs=None,
+                 var=None, cleanup: Sequence[Path] = ()) -> None:
+        self.arr = _as_2d_numeric(arr, f"{fmt} input {path}" + (f" [{key}]" if key else ""))
+        self.path, self.format, self.key = Path(path), fmt, key
+        self.n_rows, self.n_cols = int(self.arr.shape[0]), int(self.arr.shape[1])
+        self.ids, self.obs, self.var = ids, obs, var
+        self._cleanup = list(cleanup)
+        self._1d = getattr(arr, "ndim", 2) == 1
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            if self._1d:
+                b = np.asarray(self.arr[start:stop]).reshape(-1, 1)
+            else:
+                b = np.asarray(self.arr[start:stop])
+        except Exception as exc:
+            raise DataError(f"{self.format} input {self.path}: reading rows [{start}, {stop}) "
+                            f"failed ({type(exc).__name__}: {exc}); the file may be truncated "
+                            "or corrupt") from exc
+        return np.asarray(b, dtype=np.float32)
+
+    def close(self) -> None:
+        self.arr = None
+        for p in self._cleanup:
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------------------------- npy / npz
+
+
+def _read_header(f, version):
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f, max_header_size=1 << 20)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f, max_header_size=1 << 20)
+    return np.lib.format._read_array_header(f, version)  # 3.0: utf-8 field names
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"npy input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
+                        "may be truncated or corrupt") from exc
+
+
+def _npz_member(zf: zipfile.ZipFile, key: str | None, path: Path) -> tuple[str, str | None]:
+    names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+    if key is None:
+        cands = [n for n in names if n not in ("ids", "obs_names", "row_ids")]
+        if len(cands) == 1:
+            key = cands[0]
+        elif "X" in cands:
+            key = "X"
+        else:
+            raise DataError(f"npz input {path}: holds arrays {names}; pass key= to choose one")
+    if key not in names:
+        raise DataError(f"npz input {path}: no array {key!r}; arrays: {names}")
+    ids_key = next((k for k in ("ids", "obs_names", "row_ids") if k in names), None)
+    return key, ids_key
+
+
+def _open_npz(path: Path, key: str | None, spool_dir: Path) -> ArraySource:
+    try:
+        zf = zipfile.ZipFile(path)
+        key, ids_key = _npz_member(zf, key, path)
+        info = zf.getinfo(key + ".npy")
+        ids = None
+        if ids_key is not None:
+            with zf.open(ids_key + ".npy") as f:
+                ids = np.lib.format.read_array(f, allow_pickle=False).astype(str)
+        if info.compress_type == zipfile.ZIP_STORED:
+            # memory-map the member in place: local header is 30 bytes + name + extra
+            with open(path, "rb") as fh:
+                fh.seek(info.header_offset)
+                hdr = fh.read(30)
+                if hdr[:4] != b"PK\x03\x04":
+                    raise zipfile.BadZipFile("bad local file header")
+                nlen, xlen = struct.unpack("<HH", hdr[26:30])
+                data_off = info.header_offset + 30 + nlen + xlen
+                fh.seek(data_off)
+                version = np.lib.format.read_magic(fh)
+                shape, fortran, dtype = _read_header(fh, version)
+                off = fh.tell()
+            if data_off + info.file_size > path.stat().st_size:
+                raise DataError(f"npz input {path}: member {key!r} extends past the end of the "
+                                "file; the file is truncated")
+            arr = np.memmap(path, dtype=dtype, mode="r", offset=off, shape=shape,
+                            order="F" if fortran else "C")
+            zf.close()
+            return ArraySource(arr, path, "npz", key=key, ids=ids)
+        # compressed: stream once into a spool .npy
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        spool = spool_dir / f"npz-{os.getpid()}-{id(zf)}.npy"
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = _read_header(f, version)
+            if len(shape) not in (1, 2):
+                raise DataError(f"npz input {path}: member {key!r} has shape {shape}; expected 2-D")
+            out = np.lib.format.open_memmap(spool, mode="w+", dtype=dtype, shape=shape,
+                                            fortran_order=fortran)
+            flat = out.reshape(-1, order="F" if fortran else "C")
+            step = max(1, (16 << 20) // max(1, dtype.itemsize))
+            pos = 0
+            while pos < flat.size:
+                n = min(step, flat.size - pos)
+                buf = f.read(n * dtype.itemsize)
+                if len(buf) != n * dtype.itemsize:
+                    raise DataError(f"npz input {path}: member {key!r} ends early; the file is "
+                                    "truncated")
+                flat[pos:pos + n] = np.frombuffer(buf, dtype=dtype)
+                pos += n
+            out.flush()
+            del out, flat
+        zf.close()
+        return ArraySource(np.load(spool, mmap_mode="r"), path, "npz", key=key, ids=ids,
+                           cleanup=[spool])
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"npz input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
+                        "may be truncated or corrupt") from exc
+
+
+# ----------------------------------------------------------------------------- AnnData
+
+
+class CSRSource(Source):
+    """Row blocks of an on-disk CSR matrix (h5py/zarr group or numpy arrays)."""
+
+    def __init__(self, data, indices, indptr: np.ndarray, shape, path: Path, fmt: str,
+                 key: str, ids=None, obs=None, var=None, cleanup: Sequence[Path] = ()) -> None:
+        self.data, self.indices = data, indices
+        self.indptr = np.asarray(indptr, dtype=np.int64)
+        self.n_rows, self.n_cols = int(shape[0]), int(shape[1])
+        if self.indptr.shape != (self.n_rows + 1,):
+            raise DataError(f"{fmt} input {path} [{key}]: indptr has length {self.indptr.size}, "
+                            f"expected {self.n_rows + 1}; the file may be corrupt")
+        self.path, self.format, self.key = Path(path), fmt, key
+        self.ids, self.obs, self.var = ids, obs, var
+        self._cleanup = list(cleanup)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        import scipy.sparse as sp
+
+        a, b = int(self.indptr[start]), int(self.indptr[stop])
+        try:
+            data = np.asarray(self.data[a:b], dtype=np.float32)
+            ind = np.asarray(self.indices[a:b])
+        except Exception as exc:
+            raise DataError(f"{self.format} input {self.path} [{self.key}]: reading rows "
+                            f"[{start}, {stop}) failed ({type(exc).__name__}: {exc}); the file "
+                            "may be truncated or corrupt") from exc
+        if data.size != b - a or ind.size != b - a:
+            raise DataError(f"{self.format} input {self.path} [{self.key}]: rows [{start}, {stop}) "
+                            "are shorter than indptr says; the file is truncated or corrupt")
+        m = sp.csr_matrix((data, ind, self.indptr[start:stop + 1] - a),
+                          shape=(stop - start, self.n_cols))
+        return m.toarray()
+
+    def close(self) -> None:
+        self.data = self.indices = None
+        for p in self._cleanup:
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
+
+def _csc_to_csr_spool(g, shape, path: Path, key: str, spool_dir: Path, block_nnz: int = 1 << 23):
+    """Out-of-core CSC -> CSR: count per-row nnz, then scatter column blocks into spool files."""
+    n, d = int(shape[0]), int(shape[1])
+    indptr_c = np.asarray(g["indptr"][:], dtype=np.int64)
+    nnz = int(indptr_c[-1])
+    counts = np.zeros(n, dtype=np.int64)
+    # pass 1: row counts
+    for a in range(0, nnz, block_nnz):
+        b = min(nnz, a + block_nnz)
+        counts += np.bincount(np.asarray(g["indices"][a:b]), minlength=n)[:n]
+    indptr_r = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr_r[1:])
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{id(g)}"
+    pd_ = spool_dir / f"csc2csr-data-{tag}.npy"
+    pi_ = spool_dir / f"csc2csr-indices-{tag}.npy"
+    data_r = np.lib.format.open_memmap(pd_, mode="w+", dtype=np.float32, shape=(max(nnz, 1),))
+    ind_r = np.lib.format.open_memmap(pi_, mode="w+", dtype=np.int32, shape=(max(nnz, 1),))
+    cursor = indptr_r[:-1].copy()
+    # pass 2: whole columns per block, in column order -> each CSR row gets ascending columns
+    col = 0
+    while col < d:
+        a = int(indptr_c[col])
+        end_col = int(np.searchsorted(indptr_c, a + block_nnz, side="right")) - 1
+        end_col = max(col + 1, min(d, end_col))
+        b = int(indptr_c[end_col])
+        rows = np.asarray(g["indices"][a:b], dtype=np.int64)
+        vals = np.asarray(g["data"][a:b], dtype=np.float32)
+        cols = np.repeat(np.arange(col, end_col, dtype=np.int32), np.diff(indptr_c[col:end_col + 1]))
+        order = np.argsort(rows, kind="stable")
+        rs = rows[order]
+        uniq, first, cnt = np.unique(rs, return_index=True, return_counts=True)
+        offs = np.arange(rs.size) - np.repeat(first, cnt)
+        pos = cursor[rs] + offs
+        data_r[pos] = vals[order]
+        ind_r[pos] = cols[order]
+        cursor[uniq] += cnt
+        col = end_col
+    data_r.flush(); ind_r.flush()
+    del data_r, ind_r
+    return (np.load(pd_, mmap_mode="r"), np.load(pi_, mmap_mode="r"), indptr_r, [pd_, pi_])
+
+
+def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Source:
+    import anndata
+    from anndata.io import read_elem
+
+    key = key or "X"
+    if key != "X" and not key.startswith("layers/") and not key.startswith("obsm/"):
+        key = f"layers/{key}"
+    try:
+        if fmt == "h5ad":
+            import h5py
+
+            root = h5py.File(path, "r")
+        else:
+            import zarr
+
+            root = zarr.open_group(str(path), mode="r")
+        obs = read_elem(root["obs"]) if "obs" in root else None
+        var = read_elem(root["var"]) if "var" in root else None
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{fmt} input {path}: cannot open ({type(exc).__name__}: {exc}); the file "
+                        "may be truncated or corrupt") from exc
+    try:
+        node = root[key]
+    except KeyError:
+        layers = list(root["layers"].keys()) if "layers" in root else []
+        raise DataError(f"{fmt} input {path}: no element {key!r}; X and layers {layers}") from None
+    ids = obs.index.astype(str).to_numpy() if obs is not None else None
+    enc = node.attrs.get("encoding-type", "array")
+    if isinstance(enc, bytes):
+        enc = enc.decode()
+    if enc in ("csr_matrix", "csc_matrix"):
+        shape = tuple(int(s) for s in node.attrs["shape"])
+        if enc == "csr_matrix":
+            return CSRSource(node["data"], node["indices"], node["indptr"][:], shape, path, fmt,
+                             key, ids=ids, obs=obs, var=var)
+        data, ind, indptr, files = _csc_to_csr_spool(node, shape, path, key, spool_dir)
+        src = CSRSource(data, ind, indptr, shape, path, fmt, key, ids=ids, obs=obs, var=var,
+                        cleanup=files)
+        src.converted_from = "csc_matrix"
+        return src
+    if not hasattr(node, "shape"):
+        raise DataError(f"{fmt} input {path}: element {key!r} has encoding {enc!r}; expected a "
+                        "dense array or csr/csc matrix")
+    return ArraySource(node, path, fmt, key=key, ids=ids, obs=obs, var=var)
+
+
+# ----------------------------------------------------------------------------- zarr
+
+
+def _open_zarr(path: Path, key: str | None, spool_dir: Path) -> Source:
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as exc:
+        raise DataError(f"zarr input {path}: cannot open ({type(exc).__name__}: {exc})") from exc
+    if isinstance(node, zarr.Group):
+        if node.attrs.get("encoding-type") == "anndata":
+            return _open_anndata(path, "anndata-zarr", key, spool_dir)
+        if node.attrs.get("lmi_distributed_store_version") is not None and key and "/" not in key:
+            key = f"matrices/{key}/X"
+        if key is None:
+            arrays = [k for k, _ in node.arrays()]
+            if len(arrays) == 1:
+                key = arrays[0]
+            else:
+                raise DataError(f"zarr input {path}: a group; pass key= to choose an array "
+                                f"(arrays here: {arrays})")
+        try:
+            node = node[key]
+        except KeyError:
+            raise DataError(f"zarr input {path}: no array {key!r}") from None
+    return ArraySource(node, path, "zarr", key=key)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _parse_vector_strings(vals: np.ndarray, what: str) -> np.ndarray:
+    rows = []
+    for i, v in enumerate(vals):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            raise DataError(f"{what}: row {i} has an empty vector")
+        if isinstance(v, str):
+            rows.append(np.array(v.strip().strip("[]").replace(",", " ").split(), dtype=np.float32))
+        else:
+            rows.append(np.asarray(v, dtype=np.float32))
+    lens = {r.size for r in rows}
+    if len(lens) > 1:
+        raise DataError(f"{what}: vectors of different lengths {sorted(lens)[:5]}")
+    return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+class _Spool:
+    """Append float32 row blocks to a raw file; reopen as a memmap."""
+
+    def __init__(self, spool_dir: Path, tag: str) -> None:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self.path = spool_dir / f"{tag}-{os.getpid()}-{id(self)}.f32"
+        self.f = open(self.path, "wb")
+        self.n = 0
+        self.d: int | None = None
+
+    def add(self, block: np.ndarray, what: str) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self.d is None:
+            self.d = block.shape[1]
+        elif block.shape[1] != self.d:
+            raise DataError(f"{what}: vectors of length {block.shape[1]} after rows of length {self.d}")
+        self.f.write(block.tobytes())
+        self.n += block.shape[0]
+
+    def finish(self) -> np.ndarray:
+        self.f.close()
+        if self.n == 0:
+            return np.zeros((0, self.d or 1), dtype=np.float32)
+        return np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.n, self.d))
+
+
+def _split_columns(names: list[str], types: dict[str, str], id_column: str | None,
+                   vector_columns, obs_columns, what: str):
+    if id_column is not None and id_column not in names:
+        raise DataError(f"{what}: unknown id column {id_column!r}; columns: {names[:20]}")
+    if isinstance(vector_columns, str):
+        vector_columns = [vector_columns]
+    if vector_columns is None:
+        lists = [c for c in names if types[c] == "list" and c != id_column]
+        if len(lists) == 1:
+            vector_columns = lists
+        else:
+            excl = set([id_column] + list(obs_columns or []))
+            vector_columns = [c for c in names if types[c] == "num" and c not in excl]
+            if not vector_columns:
+                raise DataError(f"{what}: no numeric vector columns found; pass vector_columns "
+                                f"(columns: {names[:20]})")
+    miss = [c for c in vector_columns if c not in names]
+    if miss:
+        raise DataError(f"{what}: unknown vector column(s) {first_few(miss)}; columns: {names[:20]}")
+    if obs_columns is None:
+        obs_columns = [c for c in names if c not in vector_columns and c != id_column]
+    else:
+        miss = [c for c in obs_columns if c not in names]
+        if miss:
+            raise DataError(f"{what}: unknown obs column(s) {miss}; columns: {names[:20]}")
+    return list(vector_columns), list(obs_columns)
+
+
+def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    what = f"parquet input {path}"
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+    except Exception as exc:
+        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc}); the file may be "
+                        "truncated or corrupt") from exc
+    names = list(schema.names)
+    types = {}
+    for f in schema:
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type):
+            types[f.name] = "list"
+        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
+            types[f.name] = "num"
+        else:
+            types[f.name] = "other"
+    vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
+    spool = _Spool(spool_dir, "parquet")
+    ids, obs_parts = [], []
+    try:
+        row0 = 0
+        for batch in pf.iter_batches(batch_size=8192):
+            if len(vcols) == 1 and types[vcols[0]] == "list":
+                col = batch.column(vcols[0])
+                if col.null_count:
+                    bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False)) + row0
+                    raise DataError(f"{what}: {bad.size} rows have a null vector in column "
+                                    f"{vcols[0]!r}; first rows: {first_few(bad)}")
+                lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+                if lens.size and (lens != lens[0]).any():
+                    bad = np.flatnonzero(lens != lens[0]) + row0
+                    raise DataError(f"{what}: vectors in column {vcols[0]!r} differ in length "
+                                    f"({lens[0]} vs {lens[lens != lens[0]][0]}); first rows: "
+                                    f"{first_few(bad)}")
+                flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+                block = flat.astype(np.float32, copy=False).reshape(len(batch), -1)
+            else:
+                block = np.column_stack([
+                    batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                    for c in vcols])
+            spool.add(block, what)
+            if id_column is not None:
+                ids.append(batch.column(id_column).to_numpy(zero_copy_only=False).astype(str))
+            if ocols:
+                obs_parts.append(batch.select(ocols).to_pandas())
+            row0 += len(batch)
+    except DataError:
+        spool.finish(); _rm(spool.path)
+        raise
+    except Exception as exc:
+        spool.finish(); _rm(spool.path)
+        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
+                        "truncated or corrupt") from exc
+    arr = spool.finish()
+    obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
+    src = ArraySource(arr, path, "parquet", ids=np.concatenate(ids) if ids else None,
+                      obs=obs, cleanup=[spool.path])
+    src.key = ",".join(vcols) if len(vcols) <= 4 else f"{vcols[0]}..{vcols[-1]} ({len(vcols)} columns)"
+    return src
+
+
+def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+    import pandas as pd
+
+    what = f"{'tsv' if sep == chr(9) else 'csv'} input {path}"
+    try:
+        head = pd.read_csv(path, sep=sep, nrows=50)
+    except Exception as exc:
+        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc})") from exc
+    names = [str(c) for c in head.columns]
+    types = {}
+    for c in head.columns:
+        s = head[c]
+        if pd.api.types.is_numeric_dtype(s):
+            types[str(c)] = "num"
+        elif s.dtype == object and s.dropna().astype(str).str.strip().str.startswith("[").all() and len(s.dropna()):
+            types[str(c)] = "list"
+        else:
+            types[str(c)] = "other"
+    vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
+    dtypes = {c: str for c in ocols}
+    if id_column is not None:
+        dtypes[id_column] = str
+    spool = _Spool(spool_dir, "csv")
+    ids, obs_parts = [], []
+    row0 = 0
+    try:
+        for chunk in pd.read_csv(path, sep=sep, chunksize=8192, dtype=dtypes):
+            if len(vcols) == 1 and types[vcols[0]] == "list":
+                block = _parse_vector_strings(chunk[vcols[0]].to_numpy(), what)
+            else:
+                try:
+                    block = chunk[vcols].to_numpy(dtype=np.float32)
+                except (ValueError, TypeError) as exc:
+                    raise DataError(f"{what}: non-numeric value in vector columns near rows "
+                                    f"{row0}..{row0 + len(chunk)} ({exc})") from exc
+            spool.add(block, what)
+            if id_column is not None:
+                ids.append(chunk[id_column].astype(str).to_numpy())
+            if ocols:
+                obs_parts.append(chunk[ocols].reset_index(drop=True))
+            row0 += len(chunk)
+    except DataError:
+        spool.finish(); _rm(spool.path)
+        raise
+    except Exception as exc:
+        spool.finish(); _rm(spool.path)
+        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
+                        "truncated or corrupt") from exc
+    arr = spool.finish()
+    obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
+    src = ArraySource(arr, path, "csv" if sep == "," else "tsv",
+                      ids=np.concatenate(ids) if ids else None, obs=obs, cleanup=[spool.path])
+    return src
+
+
+def _rm(p: Path) -> None:
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def detect_format(path: Path) -> str:
+    """Guess the input format from the path (extension, or Zarr metadata for directories)."""
+    name = path.name.lower()
+    for ext, fmt in ((".npy", "npy"), (".npz", "npz"), (".h5ad", "h5ad"), (".parquet", "parquet"),
+                     (".pq", "parquet"), (".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"),
+                     (".tsv.gz", "tsv"), (".zarr", "zarr")):
+        if name.endswith(ext):
+            return fmt
+    if path.is_dir() and ((path / "zarr.json").exists() or (path / ".zgroup").exists()
+                          or (path / ".zarray").exists()):
+        return "zarr"
+    raise DataError(f"cannot tell the format of {path}; pass format= one of {FORMATS}")
+
+
+def open_source(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    key: str | None = None,
+    id_column: str | None = None,
+    vector_columns: Sequence[str] | str | None = None,
+    obs_columns: Sequence[str] | None = None,
+    spool_dir: str | os.PathLike | None = None,
+) -> Source:
+    """Open an input file for ingest (see module docstring). Raises DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"input {path} does not exist")
+    fmt = (format or detect_format(path)).lower()
+    spool = Path(spool_dir) if spool_dir is not None else path.parent
+    if fmt == "npy":
+        arr = _open_npy(path)
+        return ArraySource(arr, path, "npy")
+    if fmt == "npz":
+        return _open_npz(path, key, spool)
+    if fmt == "h5ad":
+        return _open_anndata(path, "h5ad", key, spool)
+    if fmt in ("zarr", "anndata-zarr"):
+        return _open_zarr(path, key, spool)
+    if fmt == "parquet":
+        return _open_parquet(path, id_column, vector_columns, obs_columns, spool)
+    if fmt in ("csv", "tsv"):
+        return _open_csv(path, "," if fmt == "csv" else "\t", id_column, vector_columns,
+                         obs_columns, spool)
+    raise DataError(f"unknown input format {fmt!r}; use one of {FORMATS}")
