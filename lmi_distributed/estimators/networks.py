@@ -181,11 +181,10 @@ class StackedCrossAE:
                masks: dict[str, Sequence[torch.Tensor]] | None = None) -> torch.Tensor:
         """Per pair LMI loss, shape (P,): the sum of the four MSEs, each a mean over the
         B samples and the dimensions (latentmi's ``learning_loss`` with alpha = lam = 1)."""
-        B = x.shape[1]
+        B, dx, dy = x.shape[1], x.shape[2], y.shape[2]
         sse = self.squared_errors(x, y, masks)
-        denom = torch.tensor([x.shape[2], y.shape[2], x.shape[2], y.shape[2]],
-                             dtype=sse.dtype, device=sse.device) * B
-        return (sse / denom).sum(dim=1)
+        # python-scalar divisors: no host->device copy per step
+        return (sse[:, 0] / (B * dx) + sse[:, 1] / (B * dy)) + (sse[:, 2] / (B * dx) + sse[:, 3] / (B * dy))
 
 
 def dropout_masks(spec: NetSpec, gens: Sequence[torch.Generator], batch: int,
