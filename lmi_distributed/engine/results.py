@@ -78,6 +78,8 @@ class ResultStore:
         self.pmi_dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.tasks_dir.glob(".tmp-*"):
             tmp.unlink(missing_ok=True)
+        for tmp in self.pmi_dir.glob("*/.tmp-*"):  # pMI of a batch killed mid-write
+            shutil.rmtree(tmp, ignore_errors=True)
         meta = {"fingerprint": fp, "name": config.name, "config": config.model_dump(mode="json")}
         self._atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
         return resuming

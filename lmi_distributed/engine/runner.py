@@ -178,6 +178,7 @@ class RunState:
     retried_batches: int = 0
     started: float = field(default_factory=time.perf_counter)
     workers: list = field(default_factory=list)
+    actors: list = field(default_factory=list)  # Ray actor handles (for tests / introspection)
     compute_s: float = 0.0
     io_s: float = 0.0
 
@@ -292,6 +293,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
     if not alive:
         raise LMIError("no worker actor could start on the Ray cluster (see the messages above)")
     alive.sort()
+    state.actors = actors
     devs = sorted({w["device"] for w in state.workers})
     log(f"{len(alive)} worker(s) ready on {', '.join(devs)}")
 
