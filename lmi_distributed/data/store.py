@@ -117,6 +117,7 @@ def chunk_layout(
         block_rows = shard_rows
     else:
         block_rows = cr * _pow2_floor(block_bytes / (cr * row_bytes))
+        block_rows = min(block_rows, cr * n_chunks)
     return Layout(chunk_rows=cr, shard_rows=shard_rows, block_rows=block_rows)
 
 

@@ -1,0 +1,185 @@
+"""Store format, chunk rule, chunk-aware gathers, cache, versioning, atomic writes."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmi_distributed.data import (DataError, STORE_VERSION, chunk_cache, chunk_layout, clear_cache,
+                                  open_store, write_matrix)
+from lmi_distributed.data.gather import coalesce_runs
+
+
+@pytest.fixture
+def mat():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(3000, 40)).astype(np.float32)
+
+
+@pytest.fixture
+def store(tmp_path, mat):
+    obs = pd.DataFrame({"day": np.arange(3000) % 3, "well": np.where(np.arange(3000) % 2, "A", "B")})
+    ids = np.array([f"r{i}" for i in range(3000)])
+    # small chunks so gathers touch many chunks and shards
+    write_matrix(tmp_path / "s.zarr", "m", mat, ids=ids, obs=obs, provenance={"note": "test"},
+                 chunk_bytes=40 * 4 * 16, shard_bytes=40 * 4 * 16 * 8)
+    return open_store(tmp_path / "s.zarr")
+
+
+def test_chunk_rule():
+    lay = chunk_layout(500_000, 1024)
+    assert lay.chunk_rows == 128  # 128 * 1024 * 4 = 512 KiB
+    assert lay.shard_rows == 128 * 32  # ~16 MiB shards
+    lay = chunk_layout(1000, 1024)  # 8 chunks: no shards
+    assert lay.shard_rows is None and lay.chunk_rows == 128
+    lay = chunk_layout(10, 3)
+    assert lay.chunk_rows == 10 and lay.shard_rows is None
+    lay = chunk_layout(10**6, 100_000)  # a row bigger than chunk_bytes: one row per chunk
+    assert lay.chunk_rows == 1
+
+
+def test_roundtrip_metadata(store, mat):
+    m = store.matrix("m")
+    assert store.matrix_names == ["m"]
+    assert m.shape == (3000, 40)
+    assert m.chunk_rows == 16 and m.shard_rows == 128
+    assert m.ids[:3].tolist() == ["r0", "r1", "r2"]
+    assert list(m.obs.columns) == ["day", "well"]
+    assert m.obs["well"].iloc[1] == "A"
+    assert store.provenance("m")["note"] == "test"
+    assert store.version == (STORE_VERSION, 0)
+    np.testing.assert_array_equal(m.read_all(), mat)
+
+
+def test_gather_exact_rows_in_order(store, mat):
+    clear_cache()
+    m = store.matrix("m")
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 3000, size=700)
+    rows[:5] = [2999, 0, 0, 17, 2999]  # duplicates, ends
+    out = m.read_rows(rows)
+    assert out.dtype == np.float32 and out.shape == (700, 40)
+    np.testing.assert_array_equal(out, mat[rows])
+    np.testing.assert_array_equal(m.read_rows(rows[::-1]), mat[rows[::-1]])
+    np.testing.assert_array_equal(m.read_rows(rows, columns=(5, 9)), mat[rows, 5:9])
+    np.testing.assert_array_equal(m.read_rows(np.arange(100, 400)), mat[100:400])
+    assert m.read_rows(np.array([], dtype=int)).shape == (0, 40)
+    with pytest.raises(DataError, match="outside"):
+        m.read_rows([0, 3000])
+    with pytest.raises(DataError, match="integers"):
+        m.read_rows(np.array([0.5]))
+
+
+def test_gather_reads_each_chunk_once_and_caches(store, mat, monkeypatch):
+    clear_cache()
+    m = store.matrix("m")
+    calls = []
+    orig = m._read_slice
+
+    def spy(lo, hi):
+        calls.append((lo, hi))
+        return orig(lo, hi)
+
+    monkeypatch.setattr(m, "_read_slice", spy)
+    rows = np.array([5, 3, 40, 33, 6, 2000, 4, 17])  # chunks 0,0,2,2,0,125,0,1
+    np.testing.assert_array_equal(m.read_rows(rows), mat[rows])
+    # chunks 0,1,2 coalesced into one contiguous read; chunk 125 separately
+    assert sorted(calls) == [(0, 48), (2000, 2016)]
+    calls.clear()
+    np.testing.assert_array_equal(m.read_rows(rows[::-1]), mat[rows[::-1]])
+    assert calls == []  # warm: all from the per-process cache
+    assert chunk_cache().hits >= 4
+
+
+def test_coalesce_runs():
+    assert coalesce_runs(np.array([0, 1, 2, 5, 7, 8]), 2) == [(0, 1), (2, 2), (5, 5), (7, 8)]
+    assert coalesce_runs(np.array([], dtype=int), 4) == []
+
+
+def test_pickle_by_path(store, mat):
+    s2 = pickle.loads(pickle.dumps(store))
+    assert s2.path == store.path
+    m2 = pickle.loads(pickle.dumps(store.matrix("m")))
+    np.testing.assert_array_equal(m2.read_rows([7, 3]), mat[[7, 3]])
+    assert len(pickle.dumps(store)) < 500
+
+
+def test_unknown_matrix_lists_available(store):
+    with pytest.raises(DataError, match=r"unknown matrix 'nope'.*\['m'\]"):
+        store.matrix("nope")
+
+
+def test_incompatible_version(tmp_path, mat):
+    p = tmp_path / "v.zarr"
+    write_matrix(p, "m", mat[:10])
+    meta = json.loads((p / "zarr.json").read_text())
+    meta["attributes"]["lmi_distributed_store_version"] = STORE_VERSION + 1
+    (p / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=rf"version {STORE_VERSION + 1}.*reads version {STORE_VERSION}"):
+        open_store(p)
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        open_store(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataError, match="not an lmi_distributed store"):
+        open_store(tmp_path / "plain")
+
+
+def test_existing_matrix_and_overwrite(tmp_path, mat):
+    p = tmp_path / "o.zarr"
+    write_matrix(p, "m", mat[:10])
+    with pytest.raises(DataError, match="already exists"):
+        write_matrix(p, "m", mat[:20])
+    write_matrix(p, "m", mat[:20], overwrite=True)
+    s = open_store(p)
+    assert s.matrix("m").shape == (20, 40)
+    assert not (p / ".staging").exists()
+
+
+def test_failed_write_leaves_nothing(tmp_path, mat):
+    p = tmp_path / "f.zarr"
+    bad = mat[:50].copy()
+    bad[[3, 7]] = np.nan
+    with pytest.raises(DataError, match=r"2 of 50 rows contain NaN or inf; first rows: \[3, 7\]"):
+        write_matrix(p, "m", bad)
+    assert not p.exists()
+    assert [x.name for x in tmp_path.iterdir()] == []
+    write_matrix(p, "ok", mat[:5])
+    with pytest.raises(DataError):
+        write_matrix(p, "m2", mat[:5], ids=["a"])  # wrong number of ids
+    s = open_store(p)
+    assert s.matrix_names == ["ok"]
+    assert not (p / "matrices" / "m2").exists()
+
+
+def test_incomplete_matrix_is_invisible(tmp_path, mat):
+    p = tmp_path / "i.zarr"
+    write_matrix(p, "m", mat[:5])
+    zj = p / "matrices" / "m" / "zarr.json"
+    meta = json.loads(zj.read_text())
+    meta["attributes"]["lmi_distributed_matrix"]["complete"] = False
+    zj.write_text(json.dumps(meta))
+    assert open_store(p).matrix_names == []
+
+
+def test_corrupt_chunk_is_reported(tmp_path, mat):
+    p = tmp_path / "c.zarr"
+    write_matrix(p, "m", mat[:100])
+    chunk_files = [os.path.join(r, f) for r, _, fs in os.walk(p / "matrices" / "m" / "X" / "c")
+                   for f in fs]
+    with open(chunk_files[0], "wb") as f:
+        f.write(b"garbage")
+    clear_cache()
+    with pytest.raises(DataError, match="matrix 'm'.*corrupt"):
+        open_store(p).matrix("m").read_rows([0, 1])
+
+
+def test_bad_names(tmp_path, mat):
+    with pytest.raises(DataError, match="invalid matrix name"):
+        write_matrix(tmp_path / "n.zarr", "../evil", mat[:3])
