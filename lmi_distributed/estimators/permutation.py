@@ -1,0 +1,122 @@
+"""Latent permutation null: permute the held-out Y latents against X and recompute KSG MI.
+
+Valid for LMI because the encoders never saw the held-out half: permuting rows of ``zy``
+destroys the dependence while keeping both marginal latent distributions.
+
+Permutations are drawn from ``numpy.random.default_rng(seed)``, one ``rng.permutation(N)`` per
+null sample in order (see ``draw_permutations``), so every backend sees the same permutations
+and returns the same numbers.
+
+What does not change under permutation is reused:
+- "tree" (CPU): the x-side structures are rebuilt per permutation by the tree backend (cheap
+  relative to the queries); each permutation is one exact KSG on (zx, zy[π]).
+- "tiled" (numpy or CuPy arrays): the marginal Chebyshev distance matrices Dx and Dy are computed
+  once; permutation π then only needs the joint k-th distance of row i,
+  k-th smallest of max(Dx[i, :], Dy[π(i), π(:)]), and counts from the precomputed rows
+  (n_y,i = #{j: Dy[π(i), j] < eps_i}, columns need no permuting for a count).
+- "cupy": raw CUDA kernels, B permutations per launch (``cupy_kernels.permutation_null``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmi_distributed.errors import InputError
+from lmi_distributed.estimators.ksg import _check_k, _check_pair, pmi_from_counts
+from lmi_distributed.estimators.neighbors import array_namespace, cupy_available, knn_counts
+
+__all__ = ["latent_permutation_null", "draw_permutations", "PRECOMPUTE_MAX_N"]
+
+#: the "tiled" path keeps two (N, N) float64 matrices; above this N it tiles per permutation
+PRECOMPUTE_MAX_N = 4096
+
+
+def draw_permutations(n: int, n_permutations: int, seed: int) -> np.ndarray:
+    """(n_permutations, n) int64: row b is the b-th ``default_rng(seed).permutation(n)``."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_permutations, n), dtype=np.int64)
+    for b in range(n_permutations):
+        out[b] = rng.permutation(n)
+    return out
+
+
+def _null_tree(x, y, perms, k):
+    n = x.shape[0]
+    out = np.empty(perms.shape[0], dtype=np.float64)
+    for b, p in enumerate(perms):
+        _, nx, ny = knn_counts(x, y[p], kth=k, backend="tree")
+        out[b] = float(np.mean(pmi_from_counts(k, n, nx + 1, ny + 1)))
+    return out
+
+
+def _null_tiled(x, y, perms, k):
+    """Precomputed-marginal path, written against the array namespace of ``x``."""
+    from lmi_distributed.estimators.neighbors.tiled import chebyshev_tile
+
+    xp = array_namespace(x)
+    n = x.shape[0]
+    if n > PRECOMPUTE_MAX_N:
+        out = np.empty(perms.shape[0], dtype=np.float64)
+        for b, p in enumerate(perms):
+            _, nx, ny = knn_counts(x, y[xp.asarray(p)], kth=k, backend="tiled")
+            out[b] = float(np.mean(pmi_from_counts(k, n, nx + 1, ny + 1)))
+        return out
+    xT = xp.ascontiguousarray(x.T)
+    yT = xp.ascontiguousarray(y.T)
+    dx = chebyshev_tile(xp, xT, xT)
+    dy = chebyshev_tile(xp, yT, yT)
+    idx = xp.arange(n)
+    dx[idx, idx] = xp.inf  # self is excluded by index
+    dy[idx, idx] = xp.inf
+    nx_all = []
+    ny_all = []
+    for p in perms:
+        pd = xp.asarray(p)
+        dyp_rows = dy[pd]                  # row i = Dy[π(i), :]
+        dyp = dyp_rows[:, pd]              # Dy[π(i), π(j)]
+        eps = xp.partition(xp.maximum(dx, dyp), k - 1, axis=1)[:, k - 1]
+        nx_all.append(xp.sum(dx < eps[:, None], axis=1))
+        ny_all.append(xp.sum(dyp_rows < eps[:, None], axis=1))
+    nx = np.asarray(_host(xp.stack(nx_all)), dtype=np.float64)
+    ny = np.asarray(_host(xp.stack(ny_all)), dtype=np.float64)
+    return pmi_from_counts(k, n, nx + 1, ny + 1).mean(axis=1)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") and type(a).__module__.startswith("cupy") else a
+
+
+def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 3,
+                            backend: str = "auto") -> np.ndarray:
+    """Null distribution of KSG MI under row permutations of ``zy``, in bits.
+
+    zx (N, dx), zy (N, dy): held-out latents (numpy or cupy). n_permutations: B >= 0.
+    seed: integer seed of ``draw_permutations``. k: KSG neighbour order. backend: "auto"
+    ("cupy" for CuPy inputs when a GPU is usable, else "tree"), "tree", "tiled" or "cupy".
+    Returns (B,) float64: MI in bits of (zx, zy[π_b]) for each permutation π_b.
+    """
+    k = _check_k(k)
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) \
+            or n_permutations < 0:
+        raise InputError(f"n_permutations must be an integer >= 0, got {n_permutations!r}")
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    x, y = _check_pair(zx, zy, "zx", "zy")
+    n = x.shape[0]
+    if n <= k:
+        raise InputError(f"KSG needs more samples than k: got N={n} with k={k}")
+    if backend not in ("auto", "tree", "tiled", "cupy"):
+        raise InputError(f"unknown KSG backend {backend!r}")
+    perms = draw_permutations(n, int(n_permutations), int(seed))
+    if n_permutations == 0:
+        return np.zeros(0, dtype=np.float64)
+    xp = array_namespace(x)
+    if backend == "auto":
+        backend = "cupy" if (xp.__name__ == "cupy" and cupy_available()) else "tree"
+    if backend == "cupy":
+        from lmi_distributed.estimators.neighbors import cupy_kernels
+
+        return cupy_kernels.permutation_null(x, y, perms, k=k, dtype="float64")
+    if backend == "tiled":
+        return _null_tiled(x, y, perms, k)
+    return _null_tree(_host(x), _host(y), perms, k)

@@ -1,0 +1,102 @@
+"""Neighbour backends give identical eps and integer counts, including ties and duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmi_distributed.errors import InputError
+from lmi_distributed.estimators.neighbors import knn_counts, resolve_backend
+from lmi_distributed.estimators.neighbors import tiled, tree
+
+
+def brute(rx, ry, qx=None, qy=None, kth=3):
+    insample = qx is None
+    if insample:
+        qx, qy = rx, ry
+    dx = np.abs(rx[None] - qx[:, None]).max(-1)
+    dy = np.abs(ry[None] - qy[:, None]).max(-1)
+    if insample:
+        np.fill_diagonal(dx, np.inf)
+        np.fill_diagonal(dy, np.inf)
+    eps = np.sort(np.maximum(dx, dy), 1)[:, kth - 1]
+    return eps, (dx < eps[:, None]).sum(1), (dy < eps[:, None]).sum(1)
+
+
+def datasets():
+    rng = np.random.default_rng(123)
+    out = []
+    x = rng.standard_normal((400, 3))
+    out.append(("gauss", x, x[:, :2] + 0.5 * rng.standard_normal((400, 2))))
+    x = np.round(rng.standard_normal((400, 2)), 1)  # many exact ties
+    out.append(("rounded", x, np.round(x[:, :1] + rng.standard_normal((400, 1)), 1)))
+    x = rng.integers(0, 3, size=(300, 2)).astype(float)  # heavy duplicates, eps == 0 often
+    out.append(("discrete", x, rng.integers(0, 2, size=(300, 1)).astype(float)))
+    x = rng.standard_normal((250, 8))
+    out.append(("8+8", x, 0.7 * x + 0.5 * rng.standard_normal((250, 8))))
+    xd = rng.standard_normal((60, 2))
+    out.append(("dups", np.repeat(xd, 5, axis=0), np.repeat(rng.standard_normal((60, 2)), 5, 0)))
+    return out
+
+
+IMPLS = [("tree", i) for i in tree.available_impls()] + [("tiled", None)]
+
+
+@pytest.mark.parametrize("name,x,y", datasets(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("kth", [1, 3, 6])
+def test_insample_backends_identical(name, x, y, kth):
+    ref = brute(x, y, kth=kth)
+    for backend, impl in IMPLS:
+        if backend == "tree":
+            got = tree.knn_counts(x, y, kth=kth, impl=impl)
+        else:
+            got = tiled.knn_counts(x, y, kth=kth, tile_elems=7 * x.shape[0])  # several tiles
+        np.testing.assert_array_equal(got[0], ref[0], err_msg=f"{backend}/{impl} eps")
+        np.testing.assert_array_equal(got[1], ref[1], err_msg=f"{backend}/{impl} nx")
+        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"{backend}/{impl} ny")
+        assert got[1].dtype.kind == "i" and got[2].dtype.kind == "i"
+
+
+@pytest.mark.parametrize("name,x,y", datasets(), ids=lambda v: v if isinstance(v, str) else "")
+def test_out_of_sample_backends_identical(name, x, y):
+    rng = np.random.default_rng(5)
+    pick = rng.choice(len(x), 50, replace=False)
+    qx = x[pick] + (rng.random((50, x.shape[1])) < 0.5) * np.round(rng.standard_normal((50, x.shape[1])), 1)
+    qy = y[pick]
+    for kth in (1, 4):
+        ref = brute(x, y, qx, qy, kth=kth)
+        for backend, impl in IMPLS:
+            if backend == "tree":
+                got = tree.knn_counts(x, y, qx, qy, kth=kth, impl=impl)
+            else:
+                got = tiled.knn_counts(x, y, qx, qy, kth=kth, tile_elems=3 * x.shape[0])
+            for a, b in zip(got, ref):
+                np.testing.assert_array_equal(a, b, err_msg=f"{backend}/{impl}")
+
+
+def test_tiled_float32_is_computed_in_float32():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2)).astype(np.float32)
+    y = rng.standard_normal((200, 2)).astype(np.float32)
+    eps, nx, ny = tiled.knn_counts(x, y, kth=3)
+    assert eps.dtype == np.float32
+    d = np.abs(x[None] - x[:, None]).max(-1)  # float32 arithmetic
+    np.fill_diagonal(d, np.inf)
+    dy = np.abs(y[None] - y[:, None]).max(-1)
+    np.fill_diagonal(dy, np.inf)
+    e = np.sort(np.maximum(d, dy), 1)[:, 2]
+    np.testing.assert_array_equal(eps, e)
+    np.testing.assert_array_equal(nx, (d < e[:, None]).sum(1))
+
+
+def test_dispatch_and_auto():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((100, 2)), rng.standard_normal((100, 2))
+    assert resolve_backend("auto", x, y) == "tree"
+    a = knn_counts(x, y, kth=3, backend="tree")
+    b = knn_counts(x, y, kth=3, backend="tiled")
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert a[0].dtype == np.float64 and a[1].dtype == np.int64
+    with pytest.raises(InputError):
+        resolve_backend("gpu", x)
