@@ -57,6 +57,7 @@ __all__ = [
 STORE_VERSION = 1  # major: readers refuse other majors
 STORE_MINOR = 0
 ID_COLUMN = "__lmi_id__"
+FEATURE_COLUMN = "__lmi_feature__"
 _ROOT_KEY = "lmi_distributed_store_version"
 _MATRIX_KEY = "lmi_distributed_matrix"
 
@@ -279,7 +280,10 @@ class MatrixHandle:
             p = self.path / "var.parquet"
             if not p.exists():
                 return None
-            self._var = pd.read_parquet(p)
+            df = pd.read_parquet(p)
+            if FEATURE_COLUMN in df.columns:
+                df.index = pd.Index(df.pop(FEATURE_COLUMN).astype(str), name="feature")
+            self._var = df
         return self._var
 
     def id_index(self):
@@ -536,7 +540,10 @@ class MatrixWriter:
             if len(vdf) != self.shape[1]:
                 raise DataError(f"matrix {self.name!r}: var has {len(vdf)} rows, the matrix "
                                 f"has {self.shape[1]} features")
-            vdf = _parquet_safe(vdf.reset_index())
+            names = vdf.index.astype(str).to_numpy()
+            vdf = vdf.reset_index(drop=True)
+            vdf.insert(0, FEATURE_COLUMN, names)
+            vdf = _parquet_safe(vdf)
             vdf.to_parquet(self.matrix_dir / "var.parquet", index=False)
         for fname, df in (extra_files or {}).items():
             _parquet_safe(pd.DataFrame(df)).to_parquet(self.matrix_dir / fname, index=False)
