@@ -354,12 +354,36 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
     except KeyError:
         layers = list(root["layers"].keys()) if "layers" in root else []
         raise DataError(f"{fmt} input {path}: no element {key!r}; X and layers {layers}") from None
+    import pandas as pd
+
+    if (obs is not None and not isinstance(obs, pd.DataFrame)) or \
+            (var is not None and not isinstance(var, pd.DataFrame)):
+        # files written by old anndata versions (structured arrays): let anndata convert them
+        # (backed mode: obs/var in memory, X stays on disk)
+        try:
+            if fmt == "h5ad":
+                ad = anndata.read_h5ad(path, backed="r")
+                obs, var = ad.obs.copy(), ad.var.copy()
+                ad.file.close()
+            else:
+                obs = pd.DataFrame(obs) if obs is not None else None
+                var = pd.DataFrame(var) if var is not None else None
+        except Exception as exc:
+            raise DataError(f"{fmt} input {path}: cannot read obs/var ({exc})") from exc
     ids = obs.index.astype(str).to_numpy() if obs is not None else None
-    enc = node.attrs.get("encoding-type", "array")
+    enc = node.attrs.get("encoding-type", None)
+    if enc is None and "h5sparse_format" in node.attrs:  # old anndata sparse encoding
+        old = node.attrs["h5sparse_format"]
+        old = old.decode() if isinstance(old, bytes) else old
+        enc = f"{old}_matrix"
+        shape_attr = node.attrs["h5sparse_shape"]
+    else:
+        shape_attr = node.attrs.get("shape")
+    enc = enc or "array"
     if isinstance(enc, bytes):
         enc = enc.decode()
     if enc in ("csr_matrix", "csc_matrix"):
-        shape = tuple(int(s) for s in node.attrs["shape"])
+        shape = tuple(int(s) for s in shape_attr)
         if enc == "csr_matrix":
             return CSRSource(node["data"], node["indices"], node["indptr"][:], shape, path, fmt,
                              key, ids=ids, obs=obs, var=var)
