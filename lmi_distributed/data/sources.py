@@ -99,9 +99,7 @@ def _dir_size(p: Path) -> int | None:
 
 
 def _as_2d_numeric(a, what: str):
-    if a.ndim == 1:
-        a = a.reshape(-1, 1)
-    if a.ndim != 2:
+    if a.ndim not in (1, 2):
         raise DataError(f"{what}: expected a 2-D matrix, got shape {a.shape}")
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise DataError(f"{what}: expected numeric values, got dtype {a.dtype}")
@@ -115,10 +113,11 @@ class ArraySource(Source):
                  var=None, cleanup: Sequence[Path] = ()) -> None:
         self.arr = _as_2d_numeric(arr, f"{fmt} input {path}" + (f" [{key}]" if key else ""))
         self.path, self.format, self.key = Path(path), fmt, key
-        self.n_rows, self.n_cols = int(self.arr.shape[0]), int(self.arr.shape[1])
+        self._1d = self.arr.ndim == 1
+        self.n_rows = int(self.arr.shape[0])
+        self.n_cols = 1 if self._1d else int(self.arr.shape[1])
         self.ids, self.obs, self.var = ids, obs, var
         self._cleanup = list(cleanup)
-        self._1d = getattr(arr, "ndim", 2) == 1
 
     def read(self, start: int, stop: int) -> np.ndarray:
         try:
@@ -133,6 +132,8 @@ class ArraySource(Source):
         return np.asarray(b, dtype=np.float32)
 
     def close(self) -> None:
+        if hasattr(self.arr, "close") and isinstance(self.arr, PreadArray):
+            self.arr.close()
         self.arr = None
         for p in self._cleanup:
             try:
@@ -152,9 +153,87 @@ def _read_header(f, version):
     return np.lib.format._read_array_header(f, version)  # 3.0: utf-8 field names
 
 
-def _open_npy(path: Path) -> np.ndarray:
+class PreadArray:
+    """A C-ordered array inside a file, read by ``os.pread`` per row slice.
+
+    Unlike ``np.memmap``, pages read this way are not mapped into the process, so they do
+    not count towards its resident memory (RSS): the page cache holds them, not the worker.
+    """
+
+    def __init__(self, path: Path, offset: int, dtype, shape: tuple[int, ...]) -> None:
+        self._fd = None
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(s) for s in shape)
+        self.ndim = len(self.shape)
+        self.row_items = int(np.prod(self.shape[1:], dtype=np.int64)) if self.ndim > 1 else 1
+        self.row_bytes = self.row_items * self.dtype.itemsize
+        need = self.offset + self.shape[0] * self.row_bytes
+        size = self.path.stat().st_size
+        if size < need:
+            raise DataError(f"{self.path}: file has {size} bytes but the array needs {need}; the "
+                            "file is truncated")
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            rest = key[1:]
+            key = key[0]
+        else:
+            rest = ()
+        if not isinstance(key, slice):
+            raise TypeError("PreadArray supports row slices only")
+        start, stop, step = key.indices(self.shape[0])
+        n = max(0, stop - start)
+        nbytes = n * self.row_bytes
+        buf = bytearray(nbytes)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:
+            k = os.preadv(self._fd, [view[got:]], self.offset + start * self.row_bytes + got)
+            if k <= 0:
+                raise DataError(f"{self.path}: unexpected end of file; the file is truncated")
+            got += k
+        out = np.frombuffer(buf, dtype=self.dtype).reshape((n,) + self.shape[1:])
+        if step != 1:
+            out = out[::step]
+        return out[(slice(None),) + rest] if rest else out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def __del__(self) -> None:  # pragma: no cover
+        self.close()
+
+
+def _npy_pread(path: Path, offset: int = 0) -> "PreadArray | np.ndarray":
+    """Open the .npy array that starts at byte ``offset`` of ``path`` (pread; memmap if F-order)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        version = np.lib.format.read_magic(fh)
+        shape, fortran, dtype = _read_header(fh, version)
+        data_off = fh.tell()
+    if dtype.hasobject:
+        raise DataError(f"{path}: object arrays are not supported")
+    if fortran and len(shape) > 1:
+        return np.memmap(path, dtype=dtype, mode="r", offset=data_off, shape=shape, order="F")
+    return PreadArray(path, data_off, dtype, shape)
+
+
+def _open_npy(path: Path):
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return _npy_pread(path)
+    except DataError as exc:
+        raise DataError(f"npy input {path}: {exc}") from exc
     except Exception as exc:
         raise DataError(f"npy input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
                         "may be truncated or corrupt") from exc
@@ -194,15 +273,10 @@ def _open_npz(path: Path, key: str | None, spool_dir: Path) -> ArraySource:
                     raise zipfile.BadZipFile("bad local file header")
                 nlen, xlen = struct.unpack("<HH", hdr[26:30])
                 data_off = info.header_offset + 30 + nlen + xlen
-                fh.seek(data_off)
-                version = np.lib.format.read_magic(fh)
-                shape, fortran, dtype = _read_header(fh, version)
-                off = fh.tell()
             if data_off + info.file_size > path.stat().st_size:
                 raise DataError(f"npz input {path}: member {key!r} extends past the end of the "
                                 "file; the file is truncated")
-            arr = np.memmap(path, dtype=dtype, mode="r", offset=off, shape=shape,
-                            order="F" if fortran else "C")
+            arr = _npy_pread(path, data_off)
             zf.close()
             return ArraySource(arr, path, "npz", key=key, ids=ids)
         # compressed: stream once into a spool .npy
@@ -213,24 +287,21 @@ def _open_npz(path: Path, key: str | None, spool_dir: Path) -> ArraySource:
             shape, fortran, dtype = _read_header(f, version)
             if len(shape) not in (1, 2):
                 raise DataError(f"npz input {path}: member {key!r} has shape {shape}; expected 2-D")
-            out = np.lib.format.open_memmap(spool, mode="w+", dtype=dtype, shape=shape,
-                                            fortran_order=fortran)
-            flat = out.reshape(-1, order="F" if fortran else "C")
-            step = max(1, (16 << 20) // max(1, dtype.itemsize))
-            pos = 0
-            while pos < flat.size:
-                n = min(step, flat.size - pos)
-                buf = f.read(n * dtype.itemsize)
-                if len(buf) != n * dtype.itemsize:
-                    raise DataError(f"npz input {path}: member {key!r} ends early; the file is "
-                                    "truncated")
-                flat[pos:pos + n] = np.frombuffer(buf, dtype=dtype)
-                pos += n
-            out.flush()
-            del out, flat
+            total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            with open(spool, "wb") as out:  # plain writes: no mapped pages in this process
+                np.lib.format.write_array_header_2_0(
+                    out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran,
+                          "shape": tuple(shape)})
+                pos = 0
+                while pos < total:
+                    buf = f.read(min(16 << 20, total - pos))
+                    if not buf:
+                        raise DataError(f"npz input {path}: member {key!r} ends early; the file "
+                                        "is truncated")
+                    out.write(buf)
+                    pos += len(buf)
         zf.close()
-        return ArraySource(np.load(spool, mmap_mode="r"), path, "npz", key=key, ids=ids,
-                           cleanup=[spool])
+        return ArraySource(_npy_pread(spool), path, "npz", key=key, ids=ids, cleanup=[spool])
     except DataError:
         raise
     except Exception as exc:
@@ -275,6 +346,9 @@ class CSRSource(Source):
         return m.toarray()
 
     def close(self) -> None:
+        for a in (self.data, self.indices):
+            if isinstance(a, PreadArray):
+                a.close()
         self.data = self.indices = None
         for p in self._cleanup:
             try:
@@ -323,7 +397,7 @@ def _csc_to_csr_spool(g, shape, path: Path, key: str, spool_dir: Path, block_nnz
         col = end_col
     data_r.flush(); ind_r.flush()
     del data_r, ind_r
-    return (np.load(pd_, mmap_mode="r"), np.load(pi_, mmap_mode="r"), indptr_r, [pd_, pi_])
+    return (_npy_pread(pd_), _npy_pread(pi_), indptr_r, [pd_, pi_])
 
 
 def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Source:
@@ -468,7 +542,7 @@ class _Spool:
         self.f.close()
         if self.n == 0:
             return np.zeros((0, self.d or 1), dtype=np.float32)
-        return np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.n, self.d))
+        return PreadArray(self.path, 0, np.float32, (self.n, self.d))
 
 
 def _split_columns(names: list[str], types: dict[str, str], id_column: str | None,
