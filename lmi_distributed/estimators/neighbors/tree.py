@@ -34,20 +34,18 @@ except Exception:  # pragma: no cover - exercised where numba is absent
 
 def available_impls() -> list[str]:
     """Implementations of this backend that can run here: ``"numba"`` and/or ``"scipy"``."""
-    return (["numba"] if HAVE_NUMBA else []) + ["scipy"]
+    return (["bitset", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
 
 
 # --------------------------------------------------------------------------------------------
 # numba kernels
 # --------------------------------------------------------------------------------------------
-_KERNELS: dict = {}
-
-
 def _get_kernels():
-    if _KERNELS:
-        return _KERNELS
+    return _KERNELS
+
+
+if HAVE_NUMBA:
     nb = _nb
-    prange = nb.prange
 
     @nb.njit(parallel=True, cache=True, fastmath=False, boundscheck=False)
     def kth_radius(ref, axis, q, qaxis, qpos, self_pos, kth):  # pragma: no cover - jitted
@@ -57,7 +55,7 @@ def _get_kernels():
         m_total = q.shape[0]
         d = ref.shape[1]
         out = np.empty(m_total, dtype=np.float64)
-        for m in prange(m_total):
+        for m in nb.prange(m_total):
             best = np.full(kth, np.inf)
             qa = q[m, axis]
             sp = self_pos[m]
@@ -118,7 +116,7 @@ def _get_kernels():
         m_total = q.shape[0]
         d = ref.shape[1]
         out = np.zeros(m_total, dtype=np.int64)
-        for m in prange(m_total):
+        for m in nb.prange(m_total):
             r = radius[m]
             qa = q[m, axis]
             sp = self_pos[m]
@@ -152,9 +150,9 @@ def _get_kernels():
             out[m] = cnt
         return out
 
-    _KERNELS["kth_radius"] = kth_radius
-    _KERNELS["strict_count"] = strict_count
-    return _KERNELS
+    _KERNELS = {"kth_radius": kth_radius, "strict_count": strict_count}
+else:  # pragma: no cover
+    _KERNELS = {}
 
 
 class _Sorted:
@@ -216,6 +214,296 @@ def _numba_knn_counts(rx, ry, qx, qy, kth):
     return eps, counts[0], counts[1]
 
 
+# --------------------------------------------------------------------------------------------
+# numba bitset kernels (default implementation)
+#
+# Points are stored in the order of one "primary" coordinate; point p of that order is bit p.
+# For every coordinate c, S[c] holds the sorted values and ordbit[c] the bit of each sorted
+# position; T[c, b] is the bitset of the first b*G positions in that order (a prefix table
+# sampled every G positions). The strict range {p: |S[c][p] - q_c| < r} is contiguous,
+# [lo, hi), found by binary search with the exact floating-point predicate; its bitset is
+# T[c, hi//G] ^ T[c, lo//G] plus at most 2G single-bit fixes. ANDing the per-coordinate
+# bitsets of a block of coordinates and counting bits gives the strict Chebyshev count; the
+# primary coordinate's range is a contiguous run of bits and limits the words touched.
+# The joint k-th distance: an upper bound U (k-th distance to a strided subsample) gives a
+# candidate bitset {D <= U} whose members are scanned with exact distances.
+# --------------------------------------------------------------------------------------------
+def _get_bit_kernels():
+    return _BITS
+
+
+if HAVE_NUMBA:
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def popc(typingctx, x):  # pragma: no cover - compiled
+        sig = types.uint64(types.uint64)
+
+        def codegen(context, builder, signature, args):
+            return builder.ctpop(args[0])
+
+        return sig, codegen
+
+    @intrinsic
+    def cttz(typingctx, x):  # pragma: no cover - compiled
+        sig = types.uint64(types.uint64)
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+        return sig, codegen
+
+    one = np.uint64(1)
+    allones = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+    @nb.njit(cache=True, inline="always")
+    def first_gt(s, q, t):  # pragma: no cover - compiled
+        # first p with (s[p] - q) > t ; s sorted ascending, (s[p] - q) monotone in p
+        lo = 0
+        hi = s.shape[0]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if s[mid] - q > t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    @nb.njit(cache=True, inline="always")
+    def first_ge(s, q, t):  # pragma: no cover - compiled
+        lo = 0
+        hi = s.shape[0]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if s[mid] - q >= t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    @nb.njit(cache=True)
+    def build_tables(ordbit, g, w):  # pragma: no cover - compiled
+        d, n = ordbit.shape
+        nblk = n // g
+        tab = np.zeros((d, nblk + 1, w), dtype=np.uint64)
+        for c in nb.prange(d):
+            for b in range(1, nblk + 1):
+                for ww in range(w):
+                    tab[c, b, ww] = tab[c, b - 1, ww]
+                for p in range((b - 1) * g, b * g):
+                    bit = ordbit[c, p]
+                    tab[c, b, bit >> 6] |= one << np.uint64(bit & 63)
+        return tab
+
+    @nb.njit(cache=True, inline="always")
+    def and_ranges(acc, tmp, s, ordbit, tab, g, n, c0, c1, prim, q, r):  # pragma: no cover
+        # acc <- bitset of {p: |s[c][p] - q[c]| < r for all c in [c0, c1)}; returns (w0, w1)
+        # (the word range that may be non-zero; w0 == w1 means empty)
+        nwords = acc.shape[0]
+        if prim >= c0 and prim < c1:
+            lo = first_gt(s[prim], q[prim], -r)
+            hi = first_ge(s[prim], q[prim], r)
+            if lo >= hi:
+                return 0, 0
+            w0 = lo >> 6
+            w1 = (hi + 63) >> 6
+            for ww in range(w0, w1):
+                acc[ww] = allones
+            acc[w0] &= allones << np.uint64(lo & 63)
+            rem = hi - ((w1 - 1) << 6)
+            if rem < 64:
+                acc[w1 - 1] &= (one << np.uint64(rem)) - one
+        else:
+            w0 = 0
+            w1 = nwords
+            for ww in range(nwords):
+                acc[ww] = allones
+            rem = n - ((nwords - 1) << 6)
+            if rem < 64:
+                acc[nwords - 1] = (one << np.uint64(rem)) - one
+        bmin = w0 << 6
+        bmax = w1 << 6
+        for c in range(c0, c1):
+            if c == prim:
+                continue
+            sc = s[c]
+            lo = first_gt(sc, q[c], -r)
+            hi = first_ge(sc, q[c], r)
+            if lo >= hi:
+                return 0, 0
+            lb = lo // g
+            hb = hi // g
+            tl = tab[c, lb]
+            th = tab[c, hb]
+            for ww in range(w0, w1):
+                tmp[ww] = th[ww] ^ tl[ww]
+            oc = ordbit[c]
+            for p in range(hb * g, hi):
+                bit = oc[p]
+                if bit >= bmin and bit < bmax:
+                    tmp[bit >> 6] ^= one << np.uint64(bit & 63)
+            for p in range(lb * g, lo):
+                bit = oc[p]
+                if bit >= bmin and bit < bmax:
+                    tmp[bit >> 6] ^= one << np.uint64(bit & 63)
+            anyset = np.uint64(0)
+            for ww in range(w0, w1):
+                v = acc[ww] & tmp[ww]
+                acc[ww] = v
+                anyset |= v
+            if anyset == 0:
+                return 0, 0
+        return w0, w1
+
+    @nb.njit(parallel=True, cache=True)
+    def bits_count(s, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius):  # pragma: no cover
+        m_total = q.shape[0]
+        nwords = (n + 63) >> 6
+        out = np.zeros(m_total, dtype=np.int64)
+        nchunk = min(m_total, 64 * nb.get_num_threads())
+        for ch in nb.prange(nchunk):
+            acc = np.empty(nwords, dtype=np.uint64)
+            tmp = np.empty(nwords, dtype=np.uint64)
+            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
+                r = radius[m]
+                if not r > 0:
+                    continue
+                w0, w1 = and_ranges(acc, tmp, s, ordbit, tab, g, n, c0, c1, prim, q[m], r)
+                cnt = 0
+                for ww in range(w0, w1):
+                    cnt += int(popc(acc[ww]))
+                if self_bit[m] >= 0 and w1 > w0:
+                    cnt -= 1  # the point itself (distance 0 < r) is in every range
+                out[m] = cnt
+        return out
+
+    @nb.njit(parallel=True, cache=True)
+    def bits_knn(xb, s, ordbit, tab, g, n, prim, q, self_bit, bound, kth):  # pragma: no cover
+        # kth smallest joint distance to the points of xb (bit order), self bit excluded;
+        # candidates are {D <= bound} (bound >= the answer is required)
+        m_total = q.shape[0]
+        d = xb.shape[1]
+        nwords = (n + 63) >> 6
+        out = np.empty(m_total, dtype=np.float64)
+        nchunk = min(m_total, 64 * nb.get_num_threads())
+        for ch in nb.prange(nchunk):
+            acc = np.empty(nwords, dtype=np.uint64)
+            tmp = np.empty(nwords, dtype=np.uint64)
+            best = np.empty(kth, dtype=np.float64)
+            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
+                r = np.nextafter(bound[m], np.inf)
+                w0, w1 = and_ranges(acc, tmp, s, ordbit, tab, g, n, 0, d, prim, q[m], r)
+                for t in range(kth):
+                    best[t] = np.inf
+                sb = self_bit[m]
+                qm = q[m]
+                for ww in range(w0, w1):
+                    word = acc[ww]
+                    while word != 0:
+                        j = (ww << 6) + int(cttz(word))
+                        word &= word - one
+                        if j == sb:
+                            continue
+                        cur = best[kth - 1]
+                        dist = 0.0
+                        for c in range(d):
+                            tt = abs(xb[j, c] - qm[c])
+                            if tt > dist:
+                                dist = tt
+                                if dist >= cur:
+                                    break
+                        if dist < cur:
+                            t = kth - 1
+                            while t > 0 and best[t - 1] > dist:
+                                best[t] = best[t - 1]
+                                t -= 1
+                            best[t] = dist
+                out[m] = best[kth - 1]
+        return out
+
+    _BITS = {"build_tables": build_tables, "bits_count": bits_count, "bits_knn": bits_knn}
+else:  # pragma: no cover
+    _BITS = {}
+
+
+class _BitSpace:
+    """Points in primary-coordinate order with per-coordinate sorted values and prefix tables."""
+
+    def __init__(self, pts: np.ndarray, prim: int):
+        n, d = pts.shape
+        self.n, self.d, self.prim = n, d, prim
+        self.perm = np.argsort(pts[:, prim], kind="stable")
+        self.xb = np.ascontiguousarray(pts[self.perm])
+        self.rank = np.empty(n, dtype=np.int64)
+        self.rank[self.perm] = np.arange(n)
+        ordbit = np.empty((d, n), dtype=np.int64)
+        for c in range(d):
+            ordbit[c] = np.arange(n) if c == prim else np.argsort(self.xb[:, c], kind="stable")
+        self.ordbit = ordbit
+        self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
+        words = (n + 63) // 64
+        # prefix rows every g positions; keep the tables under ~96 MB
+        g = 64
+        while d * (n // g + 1) * words * 8 > 96 * 2**20 and g < 4096:
+            g *= 2
+        self.g = g
+        self.tab = _get_bit_kernels()["build_tables"](ordbit, g, words)
+
+
+#: subsample stride for the joint upper bound: ~kth * step candidates per query are scanned
+_SUBSAMPLE_STEP = 64
+
+
+def _widest(a: np.ndarray) -> int:
+    return int(np.argmax(a.max(axis=0) - a.min(axis=0)))
+
+
+def _bitset_knn_counts(rx, ry, qx, qy, kth):
+    ker = _get_bit_kernels()
+    n, dx = rx.shape
+    insample = qx is None
+    pts = np.hstack([rx, ry])
+    js = _BitSpace(pts, _widest(rx))
+    if insample:
+        q = js.xb
+        self_bit = np.arange(n, dtype=np.int64)
+    else:
+        q = np.ascontiguousarray(np.hstack([qx, qy]))
+        self_bit = np.full(q.shape[0], -1, dtype=np.int64)
+    # upper bound: kth distance to a strided subsample of the primary order (self excluded)
+    step = max(1, min(_SUBSAMPLE_STEP, (n - 1) // (kth + 1)))
+    sub = np.ascontiguousarray(js.xb[::step])
+    sweep = _get_kernels()["kth_radius"]
+    qpos = np.searchsorted(sub[:, js.prim], q[:, js.prim], side="left").astype(np.int64)
+    if insample:
+        spos = np.where(self_bit % step == 0, self_bit // step, -1).astype(np.int64)
+        qpos = np.where(spos >= 0, spos, qpos)
+    else:
+        spos = np.full(q.shape[0], -1, dtype=np.int64)
+    bound = sweep(sub, js.prim, q, js.prim, qpos, spos, kth)
+    eps = ker["bits_knn"](js.xb, js.s, js.ordbit, js.tab, js.g, n, js.prim, q, self_bit, bound,
+                          kth)
+    nx = ker["bits_count"](js.s, js.ordbit, js.tab, js.g, n, 0, dx, js.prim, q, self_bit, eps)
+    ys = _BitSpace(ry, _widest(ry))
+    if insample:
+        qy_ = ys.xb
+        yself = np.arange(n, dtype=np.int64)
+        eps_y = np.ascontiguousarray(eps[js.rank[ys.perm]])
+    else:
+        qy_ = np.ascontiguousarray(qy)
+        yself = self_bit
+        eps_y = eps
+    ny = ker["bits_count"](ys.s, ys.ordbit, ys.tab, ys.g, n, 0, ry.shape[1], ys.prim, qy_, yself,
+                           eps_y)
+    if insample:  # back from the orders of the two spaces to the input order
+        eps = eps[js.rank]
+        nx = nx[js.rank]
+        ny = ny[ys.rank]
+    return eps, nx, ny
+
+
 def _scipy_knn_counts(rx, ry, qx, qy, kth):
     from scipy.spatial import cKDTree
 
@@ -249,17 +537,20 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
     Returns ``eps`` (M,) float64, the ``kth`` smallest joint Chebyshev distance (max of the x-
     and y-block max-norms) from the query to the reference points (self excluded in-sample), and
     ``nx``, ``ny`` (M,) int64: #{reference j (≠ self): ‖x_j − q_x‖∞ < eps} (strict), same for y.
-    ``impl``: "numba", "scipy" or "auto" (numba when available).
+    ``impl``: "bitset" (numba bitset kernels), "sweep" (numba sorted-axis sweep), "scipy"
+    (cKDTree) or "auto" ("bitset" when numba is available, else "scipy").
     """
     rx = np.ascontiguousarray(ref_x, dtype=np.float64)
     ry = np.ascontiguousarray(ref_y, dtype=np.float64)
     qx = None if query_x is None else np.ascontiguousarray(query_x, dtype=np.float64)
     qy = None if query_y is None else np.ascontiguousarray(query_y, dtype=np.float64)
     if impl == "auto":
-        impl = "numba" if HAVE_NUMBA else "scipy"
-    if impl == "numba":
+        impl = "bitset" if HAVE_NUMBA else "scipy"
+    if impl in ("bitset", "sweep"):
         if not HAVE_NUMBA:
             raise RuntimeError("numba is not installed; use impl='scipy'")
+        if impl == "bitset":
+            return _bitset_knn_counts(rx, ry, qx, qy, int(kth))
         return _numba_knn_counts(rx, ry, qx, qy, int(kth))
     if impl == "scipy":
         return _scipy_knn_counts(rx, ry, qx, qy, int(kth))
