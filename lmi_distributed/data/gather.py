@@ -7,12 +7,15 @@ A gather of rows ``r`` (any order, duplicates allowed):
 3. coalesces the missing chunks into runs of consecutive chunk indices (at most
    ``max_run_chunks`` per run) and reads each run with one contiguous Zarr slice; runs are
    read concurrently by a small thread pool (decompression releases the GIL);
-4. scatters the rows of each chunk into the output in the requested order.
+4. scatters the rows of each run into the output (in the requested order) as soon as the
+   run is decoded, then drops it: memory is the output, the cache and a bounded read-ahead
+   of (max_workers + 2) runs, however many chunks the gather touches.
 
 Each chunk is decoded once per gather, however many requested rows it holds.
 """
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -80,7 +83,7 @@ def gather_rows(
     uid: str,
     columns: tuple[int, int] | None = None,
     cache: ChunkCache | None = None,
-    max_run_chunks: int = 32,
+    max_run_chunks: int = 8,
     max_workers: int = 4,
     what: str = "matrix",
 ) -> np.ndarray:
@@ -106,16 +109,24 @@ def gather_rows(
     uniq, starts = np.unique(schunks, return_index=True)
     ends = np.append(starts[1:], srows.size)
 
-    got: dict[int, np.ndarray] = {}
+    # position of each unique chunk's requested rows in the sorted order
+    seg = {c: (s, e) for c, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())}
+    full = c0 == 0 and c1 == n_cols
+
+    def scatter(c: int, chunk: np.ndarray) -> None:
+        s, e = seg[c]
+        local = srows[s:e] - c * chunk_rows
+        out[order[s:e]] = chunk[local] if full else chunk[local, c0:c1]
+
     missing: list[int] = []
     for c in uniq.tolist():
         arr = cache.get((uid, c)) if use_cache else None
         if arr is None:
             missing.append(c)
         else:
-            got[c] = arr
+            scatter(c, arr)
 
-    def fetch(run: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+    def fetch(run: tuple[int, int]) -> tuple[int, np.ndarray]:
         a, b = run
         lo, hi = a * chunk_rows, min((b + 1) * chunk_rows, n_rows)
         block = np.asarray(read_slice(lo, hi), dtype=np.float32)
@@ -124,32 +135,36 @@ def gather_rows(
                 f"{what}: storage returned shape {block.shape} for rows [{lo}, {hi}), "
                 f"expected {(hi - lo, n_cols)}; the store may be corrupt"
             )
-        res = []
-        for c in range(a, b + 1):
-            part = block[(c - a) * chunk_rows : (c - a + 1) * chunk_rows]
-            if b > a:
-                part = part.copy()  # do not pin the whole run buffer in the cache
-            res.append((c, part))
-        return res
+        return a, block
+
+    def consume(a: int, block: np.ndarray) -> None:
+        # scatter the run's rows now and drop the run: memory stays ~ output + a few runs
+        n_in_run = -(-block.shape[0] // chunk_rows)
+        for i in range(n_in_run):
+            c = a + i
+            if c not in seg:
+                continue
+            part = block[i * chunk_rows:(i + 1) * chunk_rows]
+            scatter(c, part)
+            if use_cache:
+                cache.put((uid, c), part.copy() if n_in_run > 1 else part)
 
     runs = coalesce_runs(np.asarray(missing, dtype=np.int64), max_run_chunks)
-    if runs:
-        if len(runs) == 1 or max_workers <= 1:
-            results = [fetch(r) for r in runs]
-        else:
-            with ThreadPoolExecutor(max_workers=min(max_workers, len(runs))) as ex:
-                results = list(ex.map(fetch, runs))
-        for res in results:
-            for c, part in res:
-                got[c] = part
-                if use_cache:
-                    cache.put((uid, c), part)
-
-    for c, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
-        local = srows[s:e] - c * chunk_rows
-        chunk = got[c]
-        if c0 == 0 and c1 == n_cols:
-            out[order[s:e]] = chunk[local]
-        else:
-            out[order[s:e]] = chunk[local, c0:c1]
+    if len(runs) == 1 or max_workers <= 1:
+        for r in runs:
+            consume(*fetch(r))
+    elif runs:
+        window = max_workers + 2  # bounded read-ahead
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(runs))) as ex:
+            pending = deque()
+            it = iter(runs)
+            for r in it:
+                pending.append(ex.submit(fetch, r))
+                if len(pending) >= window:
+                    break
+            while pending:
+                consume(*pending.popleft().result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(ex.submit(fetch, nxt))
     return out

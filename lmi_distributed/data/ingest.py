@@ -83,7 +83,7 @@ def ingest_source(
     on_nonfinite: str = "error",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    shard_bytes: int | None = None,
     compressor: str = "zstd",
     scheduler: str = "threads",
     num_workers: int | None = None,
@@ -160,7 +160,7 @@ def ingest_source(
 
         # ---- pass 2: transform + write shard-aligned blocks
         with MatrixWriter(store, name, n, d_out, overwrite=overwrite, chunk_bytes=chunk_bytes,
-                          shard_bytes=shard_bytes, block_bytes=block_bytes,
+                          shard_bytes=shard_bytes or min(DEFAULT_SHARD_BYTES, block_bytes), block_bytes=block_bytes,
                           compressor=compressor) as w:
             lay = w.layout
             if cfg.is_identity:
@@ -261,7 +261,7 @@ def ingest(
     on_nonfinite: str = "error",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    shard_bytes: int | None = None,
     compressor: str = "zstd",
     scheduler: str = "threads",
     num_workers: int | None = None,
@@ -278,6 +278,7 @@ def ingest(
     on_nonfinite: "error" (default; DataError naming the rows) or "allow" (store as is;
     read_pair reports them later; not allowed with preprocessing).
     block_bytes: input bytes per Dask block (memory ~ num_workers * a few * block_bytes).
+    shard_bytes: shard size (default: min(16 MiB, block_bytes); a write task writes one shard).
     Returns the new matrix's handle. On any failure nothing is left in the store.
     """
     spool = Path(spool_dir) if spool_dir is not None else \
