@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-import lmi_distributed as lmi
+from lmi_distributed.estimators.api import estimate_many
 from lmi_distributed.synthetic import gaussian_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ TARGET = {"dependent": 0.15, "independent": 0.05}
 def run_case(label: str, n: int, d: int, k: int, bits: float, seeds: list[int], settings: dict) -> dict:
     data = [gaussian_benchmark(n, d, k, bits, seed=s) for s in seeds]
     t0 = time.perf_counter()
-    res = lmi.estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, **settings)
+    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, **settings)
     dt = time.perf_counter() - t0
     rows = [{"seed": s, "estimate": r.mi, "truth": t, "error": r.mi - t, "epochs": r.epochs,
              "best_epoch": r.best_epoch} for s, r, (_, _, t) in zip(seeds, res, data)]

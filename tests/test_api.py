@@ -1,7 +1,4 @@
 """Public API: estimate / estimate_many / train_and_encode; validation; end-to-end sanity."""
-import sys
-import types
-
 import numpy as np
 import pytest
 from scipy.special import digamma
@@ -28,16 +25,6 @@ def _ksg_pmi_bruteforce(zx, zy, *, k=3, noise=0.0, seed=None, backend="auto"):
     ny = (dy < eps[:, None]).sum(1)
     return (digamma(k) + digamma(n) - digamma(nx + 1) - digamma(ny + 1)) / np.log(2)
 
-
-try:  # the package's KSG (another engineer's module); fall back to the reference until it lands
-    from lmi_distributed.estimators import ksg as _ksg  # noqa: F401
-except ImportError:  # pragma: no cover
-    _mod = types.ModuleType("lmi_distributed.estimators.ksg")
-    _mod.ksg_pmi = _ksg_pmi_bruteforce
-    sys.modules["lmi_distributed.estimators.ksg"] = _mod
-    import lmi_distributed.estimators as _est
-
-    _est.ksg = _mod
 
 FAST = dict(hidden=32, max_epochs=5, batch_size=128)
 
