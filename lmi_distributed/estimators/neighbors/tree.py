@@ -233,27 +233,23 @@ def _get_bit_kernels():
 
 
 if HAVE_NUMBA:
-    from llvmlite import ir
-    from numba import types
-    from numba.extending import intrinsic
+    # popcount / count-trailing-zeros in plain numba (LLVM turns the SWAR idiom into popcnt);
+    # llvmlite intrinsics would block numba's on-disk cache
+    _M1 = np.uint64(0x5555555555555555)
+    _M2 = np.uint64(0x3333333333333333)
+    _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+    _H01 = np.uint64(0x0101010101010101)
 
-    @intrinsic
-    def popc(typingctx, x):  # pragma: no cover - compiled
-        sig = types.uint64(types.uint64)
+    @nb.njit(cache=True, inline="always")
+    def popc(x):  # pragma: no cover - compiled
+        x = x - ((x >> np.uint64(1)) & _M1)
+        x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+        x = (x + (x >> np.uint64(4))) & _M4
+        return (x * _H01) >> np.uint64(56)
 
-        def codegen(context, builder, signature, args):
-            return builder.ctpop(args[0])
-
-        return sig, codegen
-
-    @intrinsic
-    def cttz(typingctx, x):  # pragma: no cover - compiled
-        sig = types.uint64(types.uint64)
-
-        def codegen(context, builder, signature, args):
-            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
-
-        return sig, codegen
+    @nb.njit(cache=True, inline="always")
+    def cttz(x):  # pragma: no cover - compiled
+        return popc((x & (~x + np.uint64(1))) - np.uint64(1))
 
     one = np.uint64(1)
     allones = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -358,11 +354,11 @@ if HAVE_NUMBA:
         return w0, w1
 
     @nb.njit(parallel=True, cache=True)
-    def bits_count(s, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius):  # pragma: no cover
+    def bits_count(s, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius, nchunk):  # pragma: no cover
         m_total = q.shape[0]
         nwords = (n + 63) >> 6
         out = np.zeros(m_total, dtype=np.int64)
-        nchunk = min(m_total, 64 * nb.get_num_threads())
+        nchunk = max(1, min(m_total, nchunk))
         for ch in nb.prange(nchunk):
             acc = np.empty(nwords, dtype=np.uint64)
             tmp = np.empty(nwords, dtype=np.uint64)
@@ -380,14 +376,14 @@ if HAVE_NUMBA:
         return out
 
     @nb.njit(parallel=True, cache=True)
-    def bits_knn(xb, s, ordbit, tab, g, n, prim, q, self_bit, bound, kth):  # pragma: no cover
+    def bits_knn(xb, s, ordbit, tab, g, n, prim, q, self_bit, bound, kth, nchunk):  # pragma: no cover
         # kth smallest joint distance to the points of xb (bit order), self bit excluded;
         # candidates are {D <= bound} (bound >= the answer is required)
         m_total = q.shape[0]
         d = xb.shape[1]
         nwords = (n + 63) >> 6
         out = np.empty(m_total, dtype=np.float64)
-        nchunk = min(m_total, 64 * nb.get_num_threads())
+        nchunk = max(1, min(m_total, nchunk))
         for ch in nb.prange(nchunk):
             acc = np.empty(nwords, dtype=np.uint64)
             tmp = np.empty(nwords, dtype=np.uint64)
@@ -483,9 +479,11 @@ def _bitset_knn_counts(rx, ry, qx, qy, kth):
     else:
         spos = np.full(q.shape[0], -1, dtype=np.int64)
     bound = sweep(sub, js.prim, q, js.prim, qpos, spos, kth)
+    nchunk = 64 * _nb.get_num_threads()
     eps = ker["bits_knn"](js.xb, js.s, js.ordbit, js.tab, js.g, n, js.prim, q, self_bit, bound,
-                          kth)
-    nx = ker["bits_count"](js.s, js.ordbit, js.tab, js.g, n, 0, dx, js.prim, q, self_bit, eps)
+                          kth, nchunk)
+    nx = ker["bits_count"](js.s, js.ordbit, js.tab, js.g, n, 0, dx, js.prim, q, self_bit, eps,
+                           nchunk)
     ys = _BitSpace(ry, _widest(ry))
     if insample:
         qy_ = ys.xb
@@ -496,7 +494,7 @@ def _bitset_knn_counts(rx, ry, qx, qy, kth):
         yself = self_bit
         eps_y = eps
     ny = ker["bits_count"](ys.s, ys.ordbit, ys.tab, ys.g, n, 0, ry.shape[1], ys.prim, qy_, yself,
-                           eps_y)
+                           eps_y, nchunk)
     if insample:  # back from the orders of the two spaces to the input order
         eps = eps[js.rank]
         nx = nx[js.rank]
