@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mi_matrix", "plot_heatmap", "write_report"]
+__all__ = ["mi_matrix", "plot_heatmap", "plot_truth", "write_report"]
 
 
 def mi_matrix(pairs, value: str = "estimate", symmetric: bool | None = None):
@@ -79,6 +79,32 @@ def plot_heatmap(pairs, path: str | Path, title: str = "LMI (bits)") -> Path:
     return path
 
 
+def plot_truth(pairs, path: str | Path) -> Path | None:
+    """Scatter of estimate (± SEM) against the known MI (bits); None when no truth is known."""
+    if "truth" not in pairs or pairs["truth"].isna().all():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = pairs["truth"].to_numpy(float)
+    e = pairs["estimate"].to_numpy(float)
+    err = pairs["sem"].fillna(0).to_numpy(float) if "sem" in pairs else None
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    hi = float(np.nanmax(np.concatenate([t, e]))) * 1.1 if np.isfinite(np.nanmax(t)) else 1.0
+    ax.plot([0, hi], [0, hi], color="grey", lw=1, ls="--", label="estimate = truth")
+    ax.errorbar(t, e, yerr=err, fmt="o", ms=4, capsize=2, label="pairs (± SEM)")
+    ax.set_xlabel("true MI (bits)")
+    ax.set_ylabel("LMI estimate (bits)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (float, np.floating)):
         if np.isnan(v):
@@ -92,6 +118,11 @@ def write_report(out_dir: str | Path, pairs, summary: dict) -> Path:
     out = Path(out_dir)
     png = plot_heatmap(pairs, out / "heatmap.png", title=f"{summary.get('study', '')}: LMI (bits)")
     b64 = base64.b64encode(png.read_bytes()).decode()
+    tpng = plot_truth(pairs, out / "estimate_vs_truth.png")
+    truth_html = ""
+    if tpng is not None:
+        tb64 = base64.b64encode(tpng.read_bytes()).decode()
+        truth_html = f'<h2>Estimate vs truth</h2><img alt="estimate vs truth" src="data:image/png;base64,{tb64}">'
     cols = ["x", "y", "n", "replicates", "estimate", "sem"] + (["truth"] if "truth" in pairs else []) + [
         "null", "null_mean", "null_sd", "p_latent", "p_shuffle", "p", "q", "z", "significant"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
@@ -123,6 +154,7 @@ p = (1 + #&#123;null ≥ estimate&#125;) / (1 + n_null) against the null named i
 shuffled and the network trained anew); q: Benjamini–Hochberg over the study's pairs.</p>
 <table class="facts">{fact_html}</table>
 <h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
+{truth_html}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
 </body></html>"""
     path = out / "report.html"

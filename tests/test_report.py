@@ -24,5 +24,5 @@ def test_png_and_html(tmp_path):
     png = plot_heatmap(p, tmp_path / "h.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = write_report(tmp_path, p, {"study": "s<1>", "n_pairs": 3, "n_significant": 2, "run": {"wall_s": 3}}).read_text()
-    assert "data:image/png;base64," in html and "s&lt;1&gt;" in html and "truth" in html
+    assert html.count("data:image/png;base64,") == 2 and "s&lt;1&gt;" in html and "Estimate vs truth" in html
     assert html.count('class="sig"') == 2
