@@ -32,10 +32,12 @@ def store(tmp_path, mat):
 
 def test_chunk_rule():
     lay = chunk_layout(500_000, 1024)
-    assert lay.chunk_rows == 128  # 128 * 1024 * 4 = 512 KiB
-    assert lay.shard_rows == 128 * 32  # ~16 MiB shards
-    lay = chunk_layout(1000, 1024)  # 8 chunks: no shards
-    assert lay.shard_rows is None and lay.chunk_rows == 128
+    assert lay.chunk_rows == 32  # 32 * 1024 * 4 = 128 KiB
+    assert lay.shard_rows == 32 * 128  # 16 MiB shards
+    lay = chunk_layout(2000, 1024)  # 63 chunks: no shards
+    assert lay.shard_rows is None and lay.chunk_rows == 32
+    lay = chunk_layout(3000, 1000)  # 1000 genes: 128000 B per 32 rows
+    assert lay.chunk_rows == 32 and lay.shard_rows is not None
     lay = chunk_layout(10, 3)
     assert lay.chunk_rows == 10 and lay.shard_rows is None
     lay = chunk_layout(10**6, 100_000)  # a row bigger than chunk_bytes: one row per chunk
@@ -77,6 +79,28 @@ def test_gather_exact_rows_in_order(store, mat):
 def test_gather_reads_each_chunk_once_and_caches(store, mat, monkeypatch):
     clear_cache()
     m = store.matrix("m")
+    assert m._chunk_reader() is not None  # the direct shard reader handles our layout
+    calls = []
+    orig = m._read_chunk
+
+    def spy(c):
+        calls.append(c)
+        return orig(c)
+
+    monkeypatch.setattr(m, "_read_chunk", spy)
+    rows = np.array([5, 3, 40, 33, 6, 2000, 4, 17])  # chunks 0,0,2,2,0,125,0,1
+    np.testing.assert_array_equal(m.read_rows(rows), mat[rows])
+    assert sorted(calls) == [0, 1, 2, 125]  # each touched chunk decoded once
+    calls.clear()
+    np.testing.assert_array_equal(m.read_rows(rows[::-1]), mat[rows[::-1]])
+    assert calls == []  # warm: all from the per-process cache
+    assert chunk_cache().hits >= 4
+
+
+def test_zarr_fallback_gather_coalesces_runs(store, mat, monkeypatch):
+    clear_cache()
+    m = store.matrix("m")
+    m._reader = False  # force the generic zarr path
     calls = []
     orig = m._read_slice
 
@@ -85,14 +109,28 @@ def test_gather_reads_each_chunk_once_and_caches(store, mat, monkeypatch):
         return orig(lo, hi)
 
     monkeypatch.setattr(m, "_read_slice", spy)
-    rows = np.array([5, 3, 40, 33, 6, 2000, 4, 17])  # chunks 0,0,2,2,0,125,0,1
+    rows = np.array([5, 3, 40, 33, 6, 2000, 4, 17])
     np.testing.assert_array_equal(m.read_rows(rows), mat[rows])
     # chunks 0,1,2 coalesced into one contiguous read; chunk 125 separately
     assert sorted(calls) == [(0, 48), (2000, 2016)]
-    calls.clear()
-    np.testing.assert_array_equal(m.read_rows(rows[::-1]), mat[rows[::-1]])
-    assert calls == []  # warm: all from the per-process cache
-    assert chunk_cache().hits >= 4
+    rng = np.random.default_rng(4)
+    r = rng.integers(0, 3000, 500)
+    np.testing.assert_array_equal(m.read_rows(r), mat[r])
+
+
+def test_direct_reader_equals_zarr(tmp_path):
+    from lmi_distributed.data.chunkio import ChunkReader
+
+    rng = np.random.default_rng(2)
+    A = rng.normal(size=(1037, 24)).astype(np.float32)
+    for comp in ("zstd", "lz4", "none"):
+        for kw in ({}, {"chunk_bytes": 24 * 4 * 8, "shard_bytes": 24 * 4 * 64}):
+            h = write_matrix(tmp_path / "d.zarr", f"{comp}{len(kw)}", A, compressor=comp, **kw)
+            r = ChunkReader.open(h.path / "X")
+            assert r is not None
+            for c in range(-(-1037 // h.chunk_rows)):
+                lo = c * h.chunk_rows
+                np.testing.assert_array_equal(r.read_chunk(c), A[lo:lo + h.chunk_rows])
 
 
 def test_coalesce_runs():
@@ -168,16 +206,19 @@ def test_incomplete_matrix_is_invisible(tmp_path, mat):
     assert open_store(p).matrix_names == []
 
 
-def test_corrupt_chunk_is_reported(tmp_path, mat):
+@pytest.mark.parametrize("sharded", [False, True])
+def test_corrupt_chunk_is_reported(tmp_path, mat, sharded):
     p = tmp_path / "c.zarr"
-    write_matrix(p, "m", mat[:100])
+    kw = {"chunk_bytes": 40 * 4 * 4, "shard_bytes": 40 * 4 * 32} if sharded else {}
+    write_matrix(p, "m", mat[:1000], **kw)
+    assert (open_store(p).matrix("m").shard_rows is not None) == sharded
     chunk_files = [os.path.join(r, f) for r, _, fs in os.walk(p / "matrices" / "m" / "X" / "c")
                    for f in fs]
     with open(chunk_files[0], "wb") as f:
         f.write(b"garbage")
     clear_cache()
     with pytest.raises(DataError, match="matrix 'm'.*corrupt"):
-        open_store(p).matrix("m").read_rows([0, 1])
+        open_store(p).matrix("m").read_rows(np.arange(1000))
 
 
 def test_bad_names(tmp_path, mat):

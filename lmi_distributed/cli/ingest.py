@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--block-mb", type=float, default=16.0, help="input MiB per block (memory)")
     p.add_argument("--workers", type=int, help="Dask threads (default: min(4, cores))")
     p.add_argument("--synchronous", action="store_true", help="Dask synchronous scheduler")
-    p.add_argument("--compressor", default="zstd", choices=["zstd", "lz4", "none"])
+    p.add_argument("--compressor", default="lz4", choices=["lz4", "zstd", "none"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 

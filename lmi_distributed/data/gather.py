@@ -86,10 +86,13 @@ def gather_rows(
     max_run_chunks: int = 8,
     max_workers: int = 4,
     what: str = "matrix",
+    read_chunk: Callable[[int], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Gather ``rows`` of a row-chunked matrix; returns float32 ``(len(rows), n_out_cols)``.
 
     ``read_slice(start, stop)`` returns rows ``[start, stop)`` (all columns) as an array;
+    ``read_chunk(c)``, when given, returns chunk ``c`` directly (see :mod:`.chunkio`) and is
+    used instead of slicing;
     ``chunk_rows`` is the storage chunk height; ``uid`` keys the cache; ``columns`` selects
     the column block ``[start, stop)`` of the output.
     """
@@ -128,6 +131,8 @@ def gather_rows(
 
     def fetch(run: tuple[int, int]) -> tuple[int, np.ndarray]:
         a, b = run
+        if read_chunk is not None:
+            return a, [read_chunk(c) for c in range(a, b + 1)]
         lo, hi = a * chunk_rows, min((b + 1) * chunk_rows, n_rows)
         block = np.asarray(read_slice(lo, hi), dtype=np.float32)
         if block.shape != (hi - lo, n_cols):
@@ -137,8 +142,15 @@ def gather_rows(
             )
         return a, block
 
-    def consume(a: int, block: np.ndarray) -> None:
+    def consume(a: int, block) -> None:
         # scatter the run's rows now and drop the run: memory stays ~ output + a few runs
+        if isinstance(block, list):  # per-chunk reads
+            for i, part in enumerate(block):
+                if a + i in seg:
+                    scatter(a + i, part)
+                    if use_cache:
+                        cache.put((uid, a + i), part)
+            return
         n_in_run = -(-block.shape[0] // chunk_rows)
         for i in range(n_in_run):
             c = a + i
