@@ -7,8 +7,8 @@ No Ray imports. Contract (docs/architecture.md)::
     var = resolve_variable(store, VariableSpec(...))
     pairing = make_pairing(store, x, y, spec, seed); X, Y = read_pair(store, x, y, pairing)
 
-Ingest/preprocessing functions live in :mod:`.ingest` and :mod:`.preprocess` (imported lazily
-here so that opening a store stays cheap).
+``ingest(source, store, name, preprocess=...)`` ingests files (:mod:`.ingest`); Dask, zarr,
+anndata and pyarrow are imported only when used, so importing this package stays cheap.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ from .store import (
     write_matrix,
 )
 from .variables import Variable, VariableSpec, resolve_variable
+from .preprocess import PreprocessConfig
+from .ingest import ingest  # binds the function over the submodule name (dask is imported lazily)
 
 __all__ = [
     "DataError",
@@ -59,16 +61,7 @@ __all__ = [
     "chunk_cache",
     "clear_cache",
     "set_cache_bytes",
+    "ingest",
+    "PreprocessConfig",
 ]
 
-
-def __getattr__(name: str):
-    if name == "ingest":
-        from .ingest import ingest
-
-        return ingest
-    if name == "PreprocessConfig":
-        from .preprocess import PreprocessConfig
-
-        return PreprocessConfig
-    raise AttributeError(f"module 'lmi_distributed.data' has no attribute {name!r}")

@@ -61,6 +61,15 @@ class Source:
     def close(self) -> None:
         pass
 
+    def _close_root(self) -> None:
+        root = getattr(self, "_root", None)
+        if root is not None and hasattr(root, "close"):
+            try:
+                root.close()
+            except Exception:
+                pass
+        self._root = None
+
     # dask.array.from_array protocol
     @property
     def shape(self) -> tuple[int, int]:
@@ -132,9 +141,10 @@ class ArraySource(Source):
         return np.asarray(b, dtype=np.float32)
 
     def close(self) -> None:
-        if hasattr(self.arr, "close") and isinstance(self.arr, PreadArray):
+        if isinstance(self.arr, PreadArray):
             self.arr.close()
         self.arr = None
+        self._close_root()
         for p in self._cleanup:
             try:
                 os.remove(p)
@@ -350,6 +360,7 @@ class CSRSource(Source):
             if isinstance(a, PreadArray):
                 a.close()
         self.data = self.indices = None
+        self._close_root()
         for p in self._cleanup:
             try:
                 os.remove(p)
@@ -459,17 +470,22 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
     if enc in ("csr_matrix", "csc_matrix"):
         shape = tuple(int(s) for s in shape_attr)
         if enc == "csr_matrix":
-            return CSRSource(node["data"], node["indices"], node["indptr"][:], shape, path, fmt,
-                             key, ids=ids, obs=obs, var=var)
+            src = CSRSource(node["data"], node["indices"], node["indptr"][:], shape, path, fmt,
+                            key, ids=ids, obs=obs, var=var)
+            src._root = root
+            return src
         data, ind, indptr, files = _csc_to_csr_spool(node, shape, path, key, spool_dir)
         src = CSRSource(data, ind, indptr, shape, path, fmt, key, ids=ids, obs=obs, var=var,
                         cleanup=files)
         src.converted_from = "csc_matrix"
+        src._root = root
         return src
     if not hasattr(node, "shape"):
         raise DataError(f"{fmt} input {path}: element {key!r} has encoding {enc!r}; expected a "
                         "dense array or csr/csc matrix")
-    return ArraySource(node, path, fmt, key=key, ids=ids, obs=obs, var=var)
+    src = ArraySource(node, path, fmt, key=key, ids=ids, obs=obs, var=var)
+    src._root = root
+    return src
 
 
 # ----------------------------------------------------------------------------- zarr

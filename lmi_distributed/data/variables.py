@@ -163,10 +163,3 @@ def resolve_variable(store: "Store", spec: VariableSpec) -> "Variable":
     return Variable(name=spec.name, matrix=spec.matrix, rows=rows.astype(np.int64),
                     ids=all_ids[rows], n_features=n_feat, columns=cols, info=info)
 
-
-def _dup_message(ids: np.ndarray) -> str:
-    import pandas as pd
-
-    s = pd.Index(ids)
-    dup = s[s.duplicated()].unique()
-    return f"{len(dup)} duplicated ids, e.g. {first_few(dup)}"
