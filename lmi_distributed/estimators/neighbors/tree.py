@@ -440,13 +440,17 @@ class _BitSpace:
         self.ordbit = ordbit
         self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
         words = (n + 63) // 64
-        # prefix rows every g positions; keep the tables under ~96 MB
-        g = 64
-        while d * (n // g + 1) * words * 8 > 96 * 2**20 and g < 4096:
+        # prefix rows every g positions: a smaller g means fewer single-bit fixes per range
+        # (about g on average) but bigger tables; keep the tables under ~16 MB (cache-sized)
+        g = 8
+        while d * (n // g + 1) * words * 8 > _TABLE_BYTES and g < 8192:
             g *= 2
         self.g = g
         self.tab = _get_bit_kernels()["build_tables"](ordbit, g, words)
 
+
+#: memory budget of the prefix tables of one bit space
+_TABLE_BYTES = 16 * 2**20
 
 #: subsample stride for the joint upper bound: ~kth * step candidates per query are scanned
 _SUBSAMPLE_STEP = 64

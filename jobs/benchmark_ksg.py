@@ -1,0 +1,150 @@
+"""Benchmark our KSG backends against latentmi's KSG on 8+8-dim latents.
+
+Same data, same run: for each N, correlated Gaussian latents (8 dims each, per-dim correlation
+rho, true MI = −8/2·log2(1−ρ²) bits) are timed with
+
+- ours: ``knn_counts`` + digamma (= ``ksg_pmi``) with the "tree" backend (numba bitset kernels;
+  the scipy-cKDTree fallback and the "tiled" backend too for small N);
+- latentmi 0.1.3 ``ksg.mi`` run in its own venv (``.venv-latentmi``) as a subprocess, data passed
+  through a temporary .npy, its ``add_noise`` monkeypatched to the identity so that both sides
+  run without noise and the estimates must agree (to float rounding: latentmi counts with
+  ``<= eps − 1e-15``, we count ``< eps`` exactly).
+
+Times are the best of ``--repeats`` (1 repeat for N >= 50000), excluding imports and numba
+compilation (a warm-up call runs first). Prints a table, writes JSON (default
+``jobs/results/benchmark_ksg.json``). The machine may be shared: the load average is recorded.
+
+    python jobs/benchmark_ksg.py --sizes 1000 5000 10000 50000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lmi_distributed.estimators.ksg import ksg_pmi  # noqa: E402
+from lmi_distributed.estimators.neighbors import tree  # noqa: E402
+
+LATENTMI_PY = ROOT / ".venv-latentmi" / "bin" / "python"
+
+_LATENTMI_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from latentmi import ksg
+ksg.add_noise = lambda x, intens=1e-10: x      # noise off, like ours
+d, repeats = sys.argv[1], int(sys.argv[2])
+x, y = np.load(d + "/x.npy"), np.load(d + "/y.npy")
+best = float("inf")
+for _ in range(repeats):
+    t = time.perf_counter()
+    p = ksg.mi(x, y, k=3)
+    best = min(best, time.perf_counter() - t)
+np.save(d + "/latentmi_pmi.npy", np.asarray(p, dtype=np.float64))
+print(json.dumps({"seconds": best, "mi": float(np.mean(p))}))
+"""
+
+
+def gaussian_latents(n: int, d: int = 8, rho: float = 0.6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    y = rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((n, d))
+    return x, y, -0.5 * d * math.log2(1 - rho * rho)
+
+
+def best_of(fn, repeats: int):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def run_latentmi(x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        np.save(Path(d) / "x.npy", x)
+        np.save(Path(d) / "y.npy", y)
+        res = subprocess.run([str(LATENTMI_PY), "-c", _LATENTMI_SCRIPT, d, str(repeats)],
+                             capture_output=True, text=True, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"latentmi subprocess failed:\n{res.stderr}")
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        out["pmi"] = np.load(Path(d) / "latentmi_pmi.npy")
+        return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="KSG: our backends vs latentmi (8+8 dims)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000, 50000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_ksg.json"))
+    ap.add_argument("--no-latentmi", action="store_true")
+    args = ap.parse_args(argv)
+    have_latentmi = LATENTMI_PY.exists() and not args.no_latentmi
+    if not have_latentmi:
+        print("latentmi venv not found (or --no-latentmi): timing ours only", file=sys.stderr)
+    ksg_pmi(*gaussian_latents(300)[:2], backend="tree")  # numba compile / cache load
+    rows = []
+    for n in args.sizes:
+        x, y, truth = gaussian_latents(n)
+        reps = args.repeats if n < 50000 else 1
+        row = {"n": n, "dims": "8+8", "truth_bits": truth, "repeats": reps,
+               "loadavg_before": os.getloadavg()[0]}
+        t, p = best_of(lambda: ksg_pmi(x, y, backend="tree"), reps)
+        row.update(ours_tree_s=t, ours_mi=float(p.mean()),
+                   ours_impl=tree.available_impls()[0])
+        if n <= 10000 and tree.HAVE_NUMBA:
+            t2, p2 = best_of(lambda: tree.knn_counts(x, y, kth=3, impl="scipy"), 1)
+            row["ours_scipy_ckdtree_s"] = t2
+            row["scipy_counts_identical"] = bool(np.array_equal(p2[1], tree.knn_counts(
+                x, y, kth=3)[1]) and np.array_equal(p2[2], tree.knn_counts(x, y, kth=3)[2]))
+        if n <= 5000:
+            t3, p3 = best_of(lambda: ksg_pmi(x, y, backend="tiled"), 1)
+            row["ours_tiled_s"] = t3
+            row["tiled_identical"] = bool(np.array_equal(p3, p))
+        if have_latentmi:
+            lm = run_latentmi(x, y, reps)
+            row.update(latentmi_s=lm["seconds"], latentmi_mi=lm["mi"],
+                       speedup_vs_latentmi=lm["seconds"] / t,
+                       abs_diff_mi_bits=abs(lm["mi"] - float(p.mean())),
+                       max_abs_diff_pmi_bits=float(np.max(np.abs(lm["pmi"] - p))))
+        row["loadavg_after"] = os.getloadavg()[0]
+        rows.append(row)
+        print(f"N={n} done", file=sys.stderr, flush=True)
+
+    cols = [("n", "N", "{:d}"), ("ours_tree_s", "ours tree s", "{:.4f}"),
+            ("ours_scipy_ckdtree_s", "cKDTree s", "{:.3f}"), ("ours_tiled_s", "tiled s", "{:.3f}"),
+            ("latentmi_s", "latentmi s", "{:.3f}"), ("speedup_vs_latentmi", "speedup", "{:.1f}x"),
+            ("ours_mi", "ours MI", "{:.5f}"), ("latentmi_mi", "latentmi MI", "{:.5f}"),
+            ("abs_diff_mi_bits", "|dMI| bits", "{:.1e}"),
+            ("max_abs_diff_pmi_bits", "max|dpMI|", "{:.1e}"), ("loadavg_before", "load", "{:.1f}")]
+    cols = [c for c in cols if any(c[0] in r for r in rows)]
+    cells = [[c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols] for r in rows]
+    widths = [max(len(c[1]), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c[1].rjust(w) for c, w in zip(cols, widths)))
+    for x in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
+    meta = {"numba": tree.HAVE_NUMBA, "cpu_count": os.cpu_count(),
+            "numba_threads": (__import__("numba").get_num_threads() if tree.HAVE_NUMBA else None),
+            "note": "noise off on both sides; shared machine: see load averages"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
