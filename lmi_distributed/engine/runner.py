@@ -265,6 +265,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
     from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
     r = cfg.resources
+    t_actors = time.perf_counter()
     choice = choose_workers(cfg, ray.cluster_resources(), len(pending))
     log(choice.message)
     run_info.update({"workers": choice.n_workers, "device": "cuda" if choice.use_gpu else "cpu",
@@ -294,6 +295,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
         raise LMIError("no worker actor could start on the Ray cluster (see the messages above)")
     alive.sort()
     state.actors = actors
+    run_info["actors_start_s"] = round(time.perf_counter() - t_actors, 3)
     devs = sorted({w["device"] for w in state.workers})
     log(f"{len(alive)} worker(s) ready on {', '.join(devs)}")
 
