@@ -100,3 +100,22 @@ def test_dispatch_and_auto():
     assert a[0].dtype == np.float64 and a[1].dtype == np.int64
     with pytest.raises(InputError):
         resolve_backend("gpu", x)
+
+
+@pytest.mark.skipif(not tree.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("table_bytes", [256, 4096, 1 << 24])
+def test_bitset_prefix_granularity_does_not_change_counts(monkeypatch, table_bytes):
+    # small table budgets force coarse prefix rows (many single-bit fixes per range)
+    rng = np.random.default_rng(77)
+    x = np.round(rng.standard_normal((700, 8)), 1)
+    y = np.round(0.7 * x + 0.5 * rng.standard_normal((700, 8)), 1)
+    ref = tiled.knn_counts(x, y, kth=3)
+    monkeypatch.setattr(tree, "_TABLE_BYTES", table_bytes)
+    got = tree.knn_counts(x, y, kth=3, impl="bitset")
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+    qx, qy = x[:50] + 0.05, y[:50]
+    ref = tiled.knn_counts(x, y, qx, qy, kth=4)
+    got = tree.knn_counts(x, y, qx, qy, kth=4, impl="bitset")
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
