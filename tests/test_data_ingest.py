@@ -257,3 +257,12 @@ def test_cli_ingest_and_list(tmp_path, capsys):
                "--id-column", "accession", "--quiet"])
     assert rc == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_list_with_free_form_provenance(tmp_path, capsys):
+    from lmi_distributed.cli.main import main
+    from lmi_distributed.data import write_matrix
+
+    write_matrix(tmp_path / "d.zarr", "X0", EMB[:10], provenance={"source": "synthetic"})
+    assert main(["ingest", "--list", str(tmp_path / "d.zarr")]) == 0
+    assert "X0\t10 x 16" in capsys.readouterr().out

@@ -65,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         store = open_store(args.store if args.source is None else args.source)
         for name in store.matrix_names:
             m = store.matrix(name)
-            steps = [s.get("step") for s in m.provenance.get("preprocessing", [])]
-            src = m.provenance.get("source", {}).get("path", "")
+            steps = [s.get("step", "?") for s in m.provenance.get("preprocessing", [])
+                     if isinstance(s, dict)]
+            src = m.provenance.get("source", "")
+            src = src.get("path", "") if isinstance(src, dict) else str(src)
             print(f"{name}\t{m.shape[0]} x {m.shape[1]}\tchunk_rows={m.chunk_rows}\t"
                   f"steps={','.join(steps) or '-'}\t{src}")
         return 0
