@@ -38,3 +38,13 @@ def test_gpu_workers_fractional_and_capped():
     assert c.n_workers == 2
     c = choose_workers(_cfg(gpus_per_worker=0, cpus_per_worker=2, torch_threads=2), {"CPU": 8.0, "GPU": 4.0}, 100)
     assert not c.use_gpu and c.n_workers == 4 and c.torch_threads == 2
+
+
+def test_engine_package_and_execute_do_not_import_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, lmi_distributed.engine, lmi_distributed.engine.execute, lmi_distributed.engine.aggregate, "
+            "lmi_distributed.cli.run, lmi_distributed.cli.plan; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

@@ -165,6 +165,23 @@ def task_flops(shape: Shape, cfg: StudyConfig) -> float:
 #: Rough sustained throughput of one worker (FLOP/s) on small batched MLPs; for the plan only.
 CPU_WORKER_FLOPS = 3e10
 GPU_WORKER_FLOPS = 5e12
+#: Fixed cost per optimiser step (s) and KSG cost per n*log2(n) held-out point (s), one CPU thread;
+#: measured on a shared 2-core machine (demo: ~0.03 s/epoch/pair at n=1200, ~70 ms per KSG at n=600).
+CPU_STEP_S = 2e-3
+CPU_KSG_S_PER_NLOGN = 1.2e-5
+
+
+def task_seconds(task: Task, cfg: StudyConfig, gpu: bool = False) -> float:
+    """Rough upper bound of one task's time on one worker (max_epochs; KSG + latent permutations)."""
+    n = task.shape[0]
+    e = cfg.estimator
+    n_train = int(n * e.train_fraction)
+    n_test = max(n - n_train, 2)
+    steps = e.max_epochs * max(1, -(-n_train // e.batch_size))
+    ksg_runs = 1 + task.n_latent_permutations
+    speed = 50.0 if gpu else 1.0
+    return (task_flops(task.shape, cfg) / (GPU_WORKER_FLOPS if gpu else CPU_WORKER_FLOPS)
+            + (steps * CPU_STEP_S + ksg_runs * CPU_KSG_S_PER_NLOGN * n_test * math.log2(n_test)) / speed)
 
 
 def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu: bool | None = None) -> str:
@@ -183,7 +200,8 @@ def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu:
     flops = sum(task_flops(t.shape, cfg) for t in plan.tasks)
     lines.append(f"  cost (upper bound, {cfg.estimator.max_epochs} epochs each): {flops / 1e12:.2f} TFLOP")
     w = n_workers if n_workers else (cfg.resources.workers if isinstance(cfg.resources.workers, int) else 1)
-    rate = GPU_WORKER_FLOPS if gpu else CPU_WORKER_FLOPS
-    lines.append(f"  time at most ~{flops / (rate * w) / 60:.1f} min on {w} {'GPU' if gpu else 'CPU'} worker(s) "
-                 f"(rough: {rate / 1e9:.0f} GFLOP/s each; early stopping usually ends sooner)")
+    secs = sum(task_seconds(t, cfg, bool(gpu)) for t in plan.tasks)
+    lines.append(f"  time at most ~{secs / w / 60:.1f} min on {w} {'GPU' if gpu else 'CPU'} worker(s) "
+                 f"(rough model; early stopping usually ends sooner; --workers N to change)"
+                 + ("" if any(t.shape[0] for t in plan.tasks) else " [shapes unknown: build the store first]"))
     return "\n".join(lines)
