@@ -186,9 +186,9 @@ class RunState:
         el = time.perf_counter() - self.started
         rate = self.done_tasks / el if el > 0 else 0.0
         left = self.total_tasks - self.done_tasks
-        eta = left / rate if rate > 0 else float("nan")
+        eta = left / rate if rate > 0 else None
         return (f"{self.done_tasks}/{self.total_tasks} tasks, {self.done_batches}/{self.total_batches} batches, "
-                f"{rate:.2f} tasks/s, elapsed {el:.0f}s, ETA {eta:.0f}s")
+                f"{rate:.2f} tasks/s, elapsed {el:.0f}s, ETA " + (f"{eta:.0f}s" if eta is not None else "?"))
 
 
 def run_study(
@@ -328,6 +328,9 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
             try:
                 recs = ray.get(ref)
             except (RayActorError, RayTaskError, GetTimeoutError, Exception) as exc:  # noqa: BLE001
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, LMIError):  # bad data or settings: retrying cannot help
+                    raise type(cause)(f"batch {b.batch_id}: {cause}") from exc
                 if att + 1 >= r.max_batch_attempts:
                     raise LMIError(f"batch {b.batch_id} failed {att + 1} time(s); last error: {exc}") from exc
                 log(f"batch {b.batch_id} lost on worker {i} ({type(exc).__name__}); retrying "
