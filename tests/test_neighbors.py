@@ -119,3 +119,13 @@ def test_bitset_prefix_granularity_does_not_change_counts(monkeypatch, table_byt
     got = tree.knn_counts(x, y, qx, qy, kth=4, impl="bitset")
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cupy_backend_without_gpu_is_a_clear_error():
+    from lmi_distributed.estimators.neighbors import cupy_available
+
+    if cupy_available():
+        pytest.skip("a GPU is present")
+    x = np.zeros((10, 1))
+    with pytest.raises(InputError, match="cupy"):
+        knn_counts(x, x, kth=3, backend="cupy")

@@ -114,7 +114,9 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
     if backend == "auto":
         backend = "cupy" if (xp.__name__ == "cupy" and cupy_available()) else "tree"
     if backend == "cupy":
-        from lmi_distributed.estimators.neighbors import cupy_kernels
+        from lmi_distributed.estimators.neighbors import cupy_kernels, resolve_backend
+
+        resolve_backend("cupy")  # raises InputError without cupy / a CUDA device
 
         return cupy_kernels.permutation_null(x, y, perms, k=k, dtype="float64")
     if backend == "tiled":

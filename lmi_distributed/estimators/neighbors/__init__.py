@@ -42,6 +42,11 @@ def resolve_backend(backend: str, *arrays: Any) -> str:
         from lmi_distributed.errors import InputError
 
         raise InputError(f"unknown KSG backend {backend!r}; expected one of {BACKENDS}")
+    if backend == "cupy" and not cupy_available():
+        from lmi_distributed.errors import InputError
+
+        raise InputError("backend='cupy' needs cupy and a visible CUDA device; use 'tree' or "
+                         "'tiled'")
     if backend != "auto":
         return backend
     xp = array_namespace(*arrays)

@@ -19,6 +19,8 @@ identical counts.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 __all__ = ["knn_counts", "HAVE_NUMBA", "available_impls"]
@@ -30,6 +32,11 @@ try:  # numba is optional: it makes this backend ~10x faster than the scipy fall
 except Exception:  # pragma: no cover - exercised where numba is absent
     _nb = None
     HAVE_NUMBA = False
+
+
+_NUMBA_LOCK = threading.Lock()
+#: below N * M pairs the numba kernels run single-threaded
+_PARALLEL_MIN_PAIRS = 4_000_000
 
 
 def available_impls() -> list[str]:
@@ -441,7 +448,7 @@ class _BitSpace:
         self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
         words = (n + 63) // 64
         # prefix rows every g positions: a smaller g means fewer single-bit fixes per range
-        # (about g on average) but bigger tables; keep the tables under ~16 MB (cache-sized)
+        # (about g on average) but bigger tables; keep the tables under ~4 MB (cache-sized)
         g = 8
         while d * (n // g + 1) * words * 8 > _TABLE_BYTES and g < 8192:
             g *= 2
@@ -450,10 +457,10 @@ class _BitSpace:
 
 
 #: memory budget of the prefix tables of one bit space
-_TABLE_BYTES = 16 * 2**20
+_TABLE_BYTES = 4 * 2**20
 
 #: subsample stride for the joint upper bound: ~kth * step candidates per query are scanned
-_SUBSAMPLE_STEP = 64
+_SUBSAMPLE_STEP = 32
 
 
 def _widest(a: np.ndarray) -> int:
@@ -551,9 +558,20 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
     if impl in ("bitset", "sweep"):
         if not HAVE_NUMBA:
             raise RuntimeError("numba is not installed; use impl='scipy'")
-        if impl == "bitset":
-            return _bitset_knn_counts(rx, ry, qx, qy, int(kth))
-        return _numba_knn_counts(rx, ry, qx, qy, int(kth))
+        # numba's default (workqueue) threading layer must not be entered by two threads at once
+        # small problems run on one thread: thread start-up and the end-of-loop barrier cost
+        # more than they save there (and much more on a shared, oversubscribed machine)
+        m = rx.shape[0] if qx is None else qx.shape[0]
+        with _NUMBA_LOCK:
+            prev = _nb.get_num_threads()
+            if rx.shape[0] * m < _PARALLEL_MIN_PAIRS:
+                _nb.set_num_threads(1)
+            try:
+                if impl == "bitset":
+                    return _bitset_knn_counts(rx, ry, qx, qy, int(kth))
+                return _numba_knn_counts(rx, ry, qx, qy, int(kth))
+            finally:
+                _nb.set_num_threads(prev)
     if impl == "scipy":
         return _scipy_knn_counts(rx, ry, qx, qy, int(kth))
     raise ValueError(f"unknown tree implementation {impl!r}")
