@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{lm_s:>17} {sp_s:>8}")
     meta = {"n": a.n, "timed_epochs": a.epochs, "hidden": a.hidden or "reference (1024)",
             "threads": torch.get_num_threads() if not a.threads else a.threads, "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "ours": rows, "latentmi": ref, "skipped": skipped}, indent=2))
     print(f"\nwrote {a.out}")

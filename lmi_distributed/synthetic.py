@@ -46,7 +46,7 @@ def gaussian_benchmark(n: int, d: int, k: int, mi_bits: float, seed: int) -> tup
     X[:, k + n_copy:] = rng.standard_normal((n, n_nuis))
     Y[:, k + n_copy:] = rng.standard_normal((n, n_nuis))
     truth = -(k / 2.0) * math.log2(1.0 - rho * rho / (_VAR_X * _VAR_Y))
-    return X, Y, float(truth)
+    return X, Y, float(truth) + 0.0       # no negative zero at 0 bits
 
 
 def bernoulli_pair_pmf(rho: float, p: float = 0.5) -> np.ndarray:

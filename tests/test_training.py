@@ -214,3 +214,15 @@ def test_training_reduces_loss():
         assert res.epochs[p] == 15
         assert res.train_loss[p][-1] < res.train_loss[p][0]
         assert res.val_loss[p][-1] < res.val_loss[p][0]
+
+
+def test_restore_best_false_keeps_last_weights():
+    xtr, ytr, xva, yva = _problem(3, seed=1)
+    spec = NetSpec.for_dims(5, 4, 8, hidden=32)
+    res = train_pairs(xtr, ytr, xva, yva, spec, [5, 6, 7], batch_size=32, lr=2e-2, max_epochs=60, patience=4,
+                      restore_best=False)
+    assert (res.epochs < 60).any()
+    restored = held_out_loss(res.model, xva, yva).numpy()
+    for p in range(3):
+        assert res.best_epoch[p] == res.epochs[p] - 1
+        assert restored[p] == pytest.approx(res.val_loss[p][-1], rel=1e-6)

@@ -48,6 +48,7 @@ class LMISettings:
     device: str = "cpu"              # "cpu", "cuda", "cuda:1", ...
     dtype: str = "float32"           # "float32" or "float64"
     num_threads: int | None = None   # torch CPU threads during training; None: leave torch's setting
+    restore_best: bool = True        # False: keep each pair's last-epoch weights (latentmi's effective behaviour)
 
     def __post_init__(self) -> None:
         def pos_int(name: str, minimum: int = 1) -> None:
@@ -97,7 +98,7 @@ class LMIResult:
     train_idx: np.ndarray        # (n_train,) int64
     test_idx: np.ndarray         # (n_test,) int64, where KSG ran
     epochs: int                  # epochs run
-    best_epoch: int              # 0-based epoch whose weights were restored
+    best_epoch: int              # 0-based epoch whose weights were restored (epochs-1 if restore_best=False)
     train_loss: np.ndarray       # (epochs,) mean training minibatch loss per epoch
     val_loss: np.ndarray         # (epochs,) held-out loss per epoch (eval mode)
     seed: int
@@ -239,7 +240,7 @@ def train_and_encode(
     with torch_threads(s.num_threads):
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
-                          patience=s.patience, progress=progress)
+                          patience=s.patience, restore_best=s.restore_best, progress=progress)
         zx_tr, zy_tr = encode_all(res.model, x_tr, y_tr)
         zx_te, zy_te = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())

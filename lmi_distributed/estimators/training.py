@@ -130,6 +130,16 @@ class _Adam:
         self.v = [t.index_select(0, idx) for t in self.v]
 
 
+def _copy_slices(dst: StackedCrossAE, src: StackedCrossAE, local: np.ndarray, orig: np.ndarray,
+                 device: torch.device) -> None:
+    """Deep-copy pairs ``local`` of the active model ``src`` into slots ``orig`` of ``dst``."""
+    loc = torch.as_tensor(local, device=device)
+    org = torch.as_tensor(orig, device=device)
+    with torch.no_grad():
+        for k, v in src.params.items():
+            dst.params[k].index_copy_(0, org, v.detach().index_select(0, loc))
+
+
 def train_pairs(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -144,6 +154,7 @@ def train_pairs(
     eps: float = 1e-7,
     max_epochs: int = 300,
     patience: int = 30,
+    restore_best: bool = True,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train P pairs' networks as one batch.
@@ -152,7 +163,8 @@ def train_pairs(
     ``x_val`` (P, n_val, dx), ``y_val`` (P, n_val, dy): held-out halves (early stopping).
     All on the training device, same dtype (the model's dtype). ``seeds``: P pair seeds;
     init, minibatch order and dropout streams are derived from them.
-    Returns a :class:`TrainResult` holding every pair's best weights.
+    Returns a :class:`TrainResult` holding every pair's best weights (``restore_best=False``:
+    each pair's last-epoch weights, latentmi's effective behaviour; for ablations).
     """
     t0 = time.perf_counter()
     P, n_train, dx = x_train.shape
@@ -210,13 +222,10 @@ def train_pairs(
 
         improved = val < best_val[active]                  # NaN never improves
         if improved.any():
-            loc = torch.as_tensor(np.flatnonzero(improved), device=device)
-            orig = torch.as_tensor(active[improved], device=device)
-            with torch.no_grad():
-                for k, v in model.params.items():
-                    best.params[k].index_copy_(0, orig, v.detach().index_select(0, loc))
+            if restore_best:
+                _copy_slices(best, model, np.flatnonzero(improved), active[improved], device)
+                best_epoch[active[improved]] = epoch
             best_val[active[improved]] = val[improved]
-            best_epoch[active[improved]] = epoch
             bad_epochs[active[improved]] = 0
         bad_epochs[active[~improved]] += 1
         stopped = bad_epochs[active] >= patience
@@ -225,6 +234,10 @@ def train_pairs(
             progress(epoch, Pa, val)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("epoch %d: %d active pairs, val loss min %.5f", epoch, Pa, float(np.nanmin(val)) if Pa else float("nan"))
+        if not restore_best and (stopped.any() or epoch == max_epochs - 1):
+            last = stopped if epoch < max_epochs - 1 else np.ones(Pa, dtype=bool)
+            _copy_slices(best, model, np.flatnonzero(last), active[last], device)
+            best_epoch[active[last]] = epoch
         if stopped.any():
             log.debug("epoch %d: early stop of pairs %s", epoch, active[stopped].tolist())
             keep_np = np.flatnonzero(~stopped)
