@@ -55,10 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-independent", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--restore-last", action="store_true",
+                    help="ablation: keep last-epoch weights (latentmi's effective behaviour) instead of the best")
     ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_accuracy.json"))
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    settings = dict(max_epochs=a.max_epochs, patience=a.patience, num_threads=a.threads, device=a.device)
+    settings = dict(max_epochs=a.max_epochs, patience=a.patience, num_threads=a.threads, device=a.device,
+                    restore_best=not a.restore_last)
     seeds = list(range(a.seeds))
     print(f"{'case':>14} {'d':>5} {'seed':>5} {'truth':>6} {'estimate':>9} {'error':>7} {'epochs':>6} {'best':>5}")
     cases = [run_case("gaussian 1 bit", a.n, d, 1, 1.0, seeds, settings) for d in a.d]
