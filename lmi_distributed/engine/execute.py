@@ -87,13 +87,13 @@ def _estimate_many(pairs, seeds, device, settings):
     return estimate_many(pairs, seeds=list(seeds), device=device, **kw)
 
 
-def _latent_null(zx, zy, n, seed, k, backend):
-    from lmi_distributed.estimators.permutation import latent_permutation_null
+def _null_backend(backend: str, device: str) -> str:
+    """KSG backend for the latent nulls: the CuPy kernels on a GPU worker (``auto``), else as set."""
+    if backend == "auto" and device.startswith("cuda"):
+        from lmi_distributed.estimators.neighbors import cupy_available
 
-    try:
-        return latent_permutation_null(zx, zy, n_permutations=n, seed=seed, k=k, backend=backend)
-    except TypeError:  # an implementation without the backend keyword
-        return latent_permutation_null(zx, zy, n_permutations=n, seed=seed, k=k)
+        return "cupy" if cupy_available() else "auto"
+    return backend
 
 
 def execute_batch(
@@ -140,12 +140,11 @@ def execute_batch(
             X, Y = read_pair(store, vx, vy, pairing)
             cache[ck] = (np.asarray(X), np.asarray(Y), pairing)
         X, Y, pairing = cache[ck]
-        x_rows = getattr(pairing, "x_rows", None)
-        y_rows = getattr(pairing, "y_rows", None)
+        x_rows, y_rows = pairing.x_rows, pairing.y_rows
         if t.kind == "shuffle":
             perm = np.random.default_rng(t.shuffle_seed).permutation(Y.shape[0])
             Y = Y[perm]
-            y_rows = None if y_rows is None else np.asarray(y_rows)[perm]
+            y_rows = np.asarray(y_rows)[perm]
         arrays.append((X, Y))
         rows.append((x_rows, y_rows))
     t_read = time.perf_counter()
@@ -155,14 +154,17 @@ def execute_batch(
         on_trained()
     t_train = time.perf_counter()
 
+    null_backend = _null_backend(cfg.estimator.ksg_backend, device)
     records: list[dict] = []
     for t, res, (x_rows, y_rows), (X, _) in zip(tasks, results, rows, arrays):
         null = np.zeros(0)
         test = np.asarray(res.test_idx)
         if t.kind == "observed" and t.n_latent_permutations > 0:
-            null = np.asarray(_latent_null(
-                np.asarray(res.zx)[test], np.asarray(res.zy)[test], t.n_latent_permutations,
-                t.perm_seed, cfg.estimator.k, cfg.estimator.ksg_backend), dtype=np.float64)
+            from lmi_distributed.estimators.permutation import latent_permutation_null
+
+            null = np.asarray(latent_permutation_null(
+                res.zx[test], res.zy[test], n_permutations=t.n_latent_permutations,
+                seed=t.perm_seed, k=cfg.estimator.k, backend=null_backend), dtype=np.float64)
         save = cfg.output.save_pmi
         if write and (save == "all" or (save == "observed" and t.kind == "observed")):
             results_store.write_pmi(t.key, np.asarray(res.pmi), x_rows, y_rows)

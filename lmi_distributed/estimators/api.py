@@ -178,6 +178,31 @@ def _resolve_device(device: str):
     return torch.device(device)
 
 
+def _ksg_on_device(zx_te: "torch.Tensor", zy_te: "torch.Tensor", s: LMISettings) -> np.ndarray | None:
+    """KSG pMI (bits) of all P pairs' held-out latents in one CuPy launch, or None.
+
+    Used when training ran on a CUDA device, CuPy sees it, the backend is ``auto``/``cupy`` and
+    no tie-breaking noise is asked for. The latents (P, n_test, latent) are handed from torch to
+    CuPy by DLPack (no copy) and the kernel runs in float64, the precision of the CPU backends,
+    so the neighbour counts equal theirs. Returns (P, n_test) float64 on the host.
+    """
+    if zx_te.device.type != "cuda" or s.ksg_noise > 0 or s.ksg_backend not in ("auto", "cupy"):
+        return None
+    from .neighbors import cupy_available
+
+    if not cupy_available():
+        if s.ksg_backend == "cupy":
+            raise ConfigError("ksg_backend='cupy' needs cupy and a visible CUDA device")
+        return None
+    import cupy
+
+    from .neighbors import cupy_kernels
+
+    zx = cupy.from_dlpack(zx_te.float().contiguous())
+    zy = cupy.from_dlpack(zy_te.float().contiguous())
+    return cupy.asnumpy(cupy_kernels.ksg_pmi_batched(zx, zy, k=s.k, dtype="float64"))
+
+
 def train_and_encode(
     X: np.ndarray | Sequence[np.ndarray],
     Y: np.ndarray | Sequence[np.ndarray],
@@ -244,6 +269,7 @@ def train_and_encode(
         zx_tr, zy_tr = encode_all(res.model, x_tr, y_tr)
         zx_te, zy_te = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())
+    pmi_gpu = _ksg_on_device(zx_te, zy_te, s)      # (P, n_test) or None
     zx_tr, zy_tr = zx_tr.float().cpu().numpy(), zy_tr.float().cpu().numpy()
     zx_te, zy_te = zx_te.float().cpu().numpy(), zy_te.float().cpu().numpy()
 
@@ -256,8 +282,11 @@ def train_and_encode(
         if not (np.isfinite(zx).all() and np.isfinite(zy).all()):
             warnings.warn(f"pair seed {seed}: non-finite latents (training diverged?); set to 0")
             zx, zy = np.nan_to_num(zx, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(zy, nan=0.0, posinf=0.0, neginf=0.0)
-        pmi_te = ksg.ksg_pmi(zx[te[p]], zy[te[p]], k=s.k, noise=s.ksg_noise,
-                             seed=derive_seed(seed, "ksg"), backend=s.ksg_backend)
+        if pmi_gpu is not None:
+            pmi_te = pmi_gpu[p]
+        else:
+            pmi_te = ksg.ksg_pmi(zx[te[p]], zy[te[p]], k=s.k, noise=s.ksg_noise,
+                                 seed=derive_seed(seed, "ksg"), backend=s.ksg_backend)
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
         out.append(LMIResult(
