@@ -226,3 +226,25 @@ def test_restore_best_false_keeps_last_weights():
     for p in range(3):
         assert res.best_epoch[p] == res.epochs[p] - 1
         assert restored[p] == pytest.approx(res.val_loss[p][-1], rel=1e-6)
+
+
+def test_bf16_autocast_precision_tracks_float32_and_restores_global_state():
+    """precision='bf16' trains under autocast (here on the CPU) to an MI close to float32's,
+    differs from it (it really ran in bf16), and leaves torch's global matmul setting alone."""
+    import torch
+
+    from lmi_distributed.estimators.api import estimate_many
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(400, 2))
+    Y = np.hstack([X + 0.1 * rng.normal(size=(400, 2)), rng.normal(size=(400, 2))])
+    before = torch.get_float32_matmul_precision()
+    kw = dict(hidden=64, max_epochs=20, batch_size=64, lr=1e-3)
+    r32, = estimate_many([(X, Y)], seeds=[0], **kw)
+    rbf, = estimate_many([(X, Y)], seeds=[0], precision="bf16", **kw)
+    rtf, = estimate_many([(X, Y)], seeds=[0], precision="tf32", **kw)
+    assert torch.get_float32_matmul_precision() == before
+    assert r32.mi > 1.5
+    assert abs(rbf.mi - r32.mi) < 0.25
+    assert not np.array_equal(rbf.val_loss, r32.val_loss)
+    np.testing.assert_allclose(rtf.val_loss, r32.val_loss, rtol=1e-6)   # TF32 is a no-op on the CPU

@@ -129,6 +129,8 @@ class EstimatorConfig(_Strict):
     ksg_noise: float = Field(0.0, ge=0)
     ksg_backend: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
+    precision: Literal["float32", "tf32", "bf16"] = Field(
+        "float32", description="training matmuls; tf32/bf16 are faster on GPUs (docs/estimator.md)")
 
 
 class ResourcesConfig(_Strict):

@@ -47,6 +47,7 @@ class LMISettings:
     ksg_backend: str = "auto"
     device: str = "cpu"              # "cpu", "cuda", "cuda:1", ...
     dtype: str = "float32"           # "float32" or "float64"
+    precision: str = "float32"       # training matmuls: "float32", "tf32" (CUDA tensor cores) or "bf16" (autocast)
     num_threads: int | None = None   # torch CPU threads during training; None: leave torch's setting
     restore_best: bool = True        # False: keep each pair's last-epoch weights (latentmi's effective behaviour)
 
@@ -69,6 +70,8 @@ class LMISettings:
             raise ConfigError(f"LMISettings.train_fraction must be in (0, 1), got {self.train_fraction!r}")
         if not (isinstance(self.ksg_noise, (int, float)) and self.ksg_noise >= 0):
             raise ConfigError(f"LMISettings.ksg_noise must be >= 0, got {self.ksg_noise!r}")
+        if self.precision not in ("float32", "tf32", "bf16"):
+            raise ConfigError(f"LMISettings.precision must be 'float32', 'tf32' or 'bf16', got {self.precision!r}")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"LMISettings.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -265,7 +268,8 @@ def train_and_encode(
     with torch_threads(s.num_threads):
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
-                          patience=s.patience, restore_best=s.restore_best, progress=progress)
+                          patience=s.patience, restore_best=s.restore_best, precision=s.precision,
+                          progress=progress)
         zx_tr, zy_tr = encode_all(res.model, x_tr, y_tr)
         zx_te, zy_te = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())

@@ -77,6 +77,31 @@ def _val_chunk_rows(spec: NetSpec) -> int:
     return max(256, (1 << 22) // widest)
 
 
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+@contextmanager
+def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """Precision of the training matmuls. ``"float32"``: full float32 (the default);
+    ``"tf32"``: TensorFloat-32 tensor cores for float32 matmuls on CUDA (no effect on the CPU);
+    ``"bf16"``: forward passes under ``torch.autocast`` in bfloat16 (float32 master weights,
+    Adam state and loss accumulation). Restores the previous global settings on exit."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        yield
+    elif precision == "tf32":
+        prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(prev)
+    else:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+
+
 @torch.no_grad()
 def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Eval-mode (no dropout) LMI loss of each pair over all rows of ``x`` (P, N, dx),
@@ -155,6 +180,7 @@ def train_pairs(
     max_epochs: int = 300,
     patience: int = 30,
     restore_best: bool = True,
+    precision: str = "float32",
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train P pairs' networks as one batch.
@@ -207,13 +233,15 @@ def train_pairs(
             idx = perms[:, s:s + batch_size]
             xb, yb = xtr[rows, idx], ytr[rows, idx]
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
-            loss = model.losses(xb, yb, masks)
+            with matmul_precision(precision, device):
+                loss = model.losses(xb, yb, masks).float()
             grads = torch.autograd.grad(loss.sum(), params)
             opt.step(params, grads)
             train_sum += loss.detach().to(torch.float64)
             n_batches += 1
 
-        val = held_out_loss(model, xva, yva).cpu().numpy()       # the per-epoch host sync
+        with matmul_precision(precision, device):
+            val = held_out_loss(model, xva, yva).cpu().numpy()       # the per-epoch host sync
         trn = (train_sum / n_batches).cpu().numpy()
         for j, pid in enumerate(active):
             train_hist[pid].append(float(trn[j]))
