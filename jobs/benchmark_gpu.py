@@ -32,7 +32,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmi_distributed.estimators.ksg import ksg_mi, pmi_from_counts  # noqa: E402
-from lmi_distributed.estimators.neighbors import tiled  # noqa: E402
 from lmi_distributed.estimators.permutation import (  # noqa: E402
     draw_permutations, latent_permutation_null)
 

@@ -21,7 +21,6 @@ Every pairing is deterministic given its seed and reports ``n`` and matched coun
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Union
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from .validation import DataError, check_finite, check_min_samples, first_few
+from .validation import DataError, check_min_samples, first_few
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -215,8 +214,6 @@ def _join(x, y, spec: JoinPairingSpec, what: str):
 
 
 def _group_labels(store: "Store", v: "Variable", column: str, what: str) -> np.ndarray:
-    import pandas as pd
-
     obs = store.matrix(v.matrix).obs
     if column not in obs.columns:
         raise DataError(f"{what}: unknown obs column {column!r} for variable {v.name!r} "

@@ -20,7 +20,7 @@ import os
 import struct
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -589,8 +589,35 @@ def _split_columns(names: list[str], types: dict[str, str], id_column: str | Non
     return list(vector_columns), list(obs_columns)
 
 
-def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path) -> "ArraySource":
+    """Spool ``(block (rows, d) float32, ids (rows,) or None, obs DataFrame or None)`` batches of
+    a table to a temporary .npy and wrap it as an :class:`ArraySource`. A read error removes the
+    spool and becomes a :class:`DataError` naming the file."""
     import pandas as pd
+
+    spool = _Spool(spool_dir, kind)
+    ids, obs_parts = [], []
+    try:
+        for block, id_chunk, obs_chunk in batches:
+            spool.add(block, what)
+            if id_chunk is not None:
+                ids.append(id_chunk)
+            if obs_chunk is not None:
+                obs_parts.append(obs_chunk)
+    except DataError:
+        spool.finish(); _rm(spool.path)
+        raise
+    except Exception as exc:
+        spool.finish(); _rm(spool.path)
+        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
+                        "truncated or corrupt") from exc
+    arr = spool.finish()
+    obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
+    return ArraySource(arr, path, kind, ids=np.concatenate(ids) if ids else None,
+                       obs=obs, cleanup=[spool.path])
+
+
+def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -612,9 +639,7 @@ def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir:
         else:
             types[f.name] = "other"
     vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
-    spool = _Spool(spool_dir, "parquet")
-    ids, obs_parts = [], []
-    try:
+    def batches():
         row0 = 0
         for batch in pf.iter_batches(batch_size=8192):
             if len(vcols) == 1 and types[vcols[0]] == "list":
@@ -635,23 +660,13 @@ def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir:
                 block = np.column_stack([
                     batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
                     for c in vcols])
-            spool.add(block, what)
-            if id_column is not None:
-                ids.append(batch.column(id_column).to_numpy(zero_copy_only=False).astype(str))
-            if ocols:
-                obs_parts.append(batch.select(ocols).to_pandas())
+            yield (block,
+                   None if id_column is None
+                   else batch.column(id_column).to_numpy(zero_copy_only=False).astype(str),
+                   batch.select(ocols).to_pandas() if ocols else None)
             row0 += len(batch)
-    except DataError:
-        spool.finish(); _rm(spool.path)
-        raise
-    except Exception as exc:
-        spool.finish(); _rm(spool.path)
-        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
-                        "truncated or corrupt") from exc
-    arr = spool.finish()
-    obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
-    src = ArraySource(arr, path, "parquet", ids=np.concatenate(ids) if ids else None,
-                      obs=obs, cleanup=[spool.path])
+
+    src = _spool_table(batches(), path, "parquet", what, spool_dir)
     src.key = ",".join(vcols) if len(vcols) <= 4 else f"{vcols[0]}..{vcols[-1]} ({len(vcols)} columns)"
     return src
 
@@ -678,10 +693,9 @@ def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spoo
     dtypes = {c: str for c in ocols}
     if id_column is not None:
         dtypes[id_column] = str
-    spool = _Spool(spool_dir, "csv")
-    ids, obs_parts = [], []
-    row0 = 0
-    try:
+
+    def batches():
+        row0 = 0
         for chunk in pd.read_csv(path, sep=sep, chunksize=8192, dtype=dtypes):
             if len(vcols) == 1 and types[vcols[0]] == "list":
                 block = _parse_vector_strings(chunk[vcols[0]].to_numpy(), what)
@@ -691,24 +705,12 @@ def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spoo
                 except (ValueError, TypeError) as exc:
                     raise DataError(f"{what}: non-numeric value in vector columns near rows "
                                     f"{row0}..{row0 + len(chunk)} ({exc})") from exc
-            spool.add(block, what)
-            if id_column is not None:
-                ids.append(chunk[id_column].astype(str).to_numpy())
-            if ocols:
-                obs_parts.append(chunk[ocols].reset_index(drop=True))
+            yield (block,
+                   None if id_column is None else chunk[id_column].astype(str).to_numpy(),
+                   chunk[ocols].reset_index(drop=True) if ocols else None)
             row0 += len(chunk)
-    except DataError:
-        spool.finish(); _rm(spool.path)
-        raise
-    except Exception as exc:
-        spool.finish(); _rm(spool.path)
-        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
-                        "truncated or corrupt") from exc
-    arr = spool.finish()
-    obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
-    src = ArraySource(arr, path, "csv" if sep == "," else "tsv",
-                      ids=np.concatenate(ids) if ids else None, obs=obs, cleanup=[spool.path])
-    return src
+
+    return _spool_table(batches(), path, "csv" if sep == "," else "tsv", what, spool_dir)
 
 
 def _rm(p: Path) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from .query import evaluate_filter
-from .validation import DataError, first_few
+from .validation import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store

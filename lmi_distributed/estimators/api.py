@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from lmi_distributed.errors import ConfigError, InputError
 
 from .preprocess import split_indices, zscore_clip
 from .seeding import derive_seed
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("lmi_distributed")
 
@@ -181,7 +184,7 @@ def _resolve_device(device: str):
     return torch.device(device)
 
 
-def _ksg_on_device(zx_te: "torch.Tensor", zy_te: "torch.Tensor", s: LMISettings) -> np.ndarray | None:
+def _ksg_on_device(zx_te: torch.Tensor, zy_te: torch.Tensor, s: LMISettings) -> np.ndarray | None:
     """KSG pMI (bits) of all P pairs' held-out latents in one CuPy launch, or None.
 
     Used when training ran on a CUDA device, CuPy sees it, the backend is ``auto``/``cupy`` and
