@@ -3,8 +3,9 @@
     python jobs/benchmark_engine.py                    # embedded local Ray, 2 CPUs
     ray job submit --working-dir . -- python jobs/benchmark_engine.py
 
-Each pair is a tiny LMI estimate (n=300, d=4, hidden 8, <=10 epochs, 10 latent permutations),
-so the engine's own costs are as visible as they get. Reported:
+By default each pair is a tiny LMI estimate (n=300, d=4, hidden 8, <=10 epochs, 10 latent
+permutations), so the engine's own costs are as visible as they get; ``--n --d --hidden
+--max-epochs`` make the pairs larger. Reported:
 - ``compute_s``: time workers spent training + KSG/nulls (sum over batches);
 - ``io_s``: time workers spent reading rows and writing pMI / Parquet parts;
 - ``overhead_fraction_steady`` = 1 - compute_s / (workers x (execute wall - actor start-up)):
@@ -37,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=300)
     p.add_argument("--d", type=int, default=4)
     p.add_argument("--pairs-per-batch", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=8, help="hidden width of each pair's networks")
+    p.add_argument("--max-epochs", type=int, default=10)
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the embedded local Ray")
     p.add_argument("--workdir", default=None, help="where the store and results go (default: a temp dir)")
     p.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_engine.json"))
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         "variables": [f"X{i}" for i in range(args.variables)],
         "pairs": {"all_pairs_of": "all"}, "replicates": 1,
         "nulls": {"retrain_shuffles": 0, "latent_permutations": 10},
-        "estimator": {"hidden": 8, "max_epochs": 10, "patience": 5, "batch_size": 64, "lr": 1e-3},
+        "estimator": {"hidden": args.hidden, "max_epochs": args.max_epochs, "patience": 5,
+                      "batch_size": 64, "lr": 1e-3},
         "resources": {"workers": "auto", "torch_threads": 1, "pairs_per_batch": args.pairs_per_batch},
         "output": {"path": str(work / "out"), "report": False},
     }

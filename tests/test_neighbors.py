@@ -129,3 +129,21 @@ def test_cupy_backend_without_gpu_is_a_clear_error():
     x = np.zeros((10, 1))
     with pytest.raises(InputError, match="cupy"):
         knn_counts(x, x, kth=3, backend="cupy")
+
+
+def test_numba_kernels_leave_torch_thread_count_alone():
+    """The CPU kernels must not change torch's intra-op threads: numba's OpenMP layer shares
+    libgomp with torch, and a Ray worker pinned to 1 thread that silently jumps to all cores
+    oversubscribes the machine (seen: 5x slower batches)."""
+    torch = pytest.importorskip("torch")
+    from lmi_distributed.estimators.ksg import ksg_mi
+
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(0)
+        for n in (300, 20000):          # one-thread and parallel kernel paths
+            ksg_mi(rng.random((n, 8)), rng.random((n, 8)), backend="tree")
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(prev)

@@ -270,7 +270,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
     log(choice.message)
     run_info.update({"workers": choice.n_workers, "device": "cuda" if choice.use_gpu else "cpu",
                      "torch_threads": choice.torch_threads})
-    env = {"OMP_NUM_THREADS": str(choice.torch_threads), "MKL_NUM_THREADS": str(choice.torch_threads)}
+    env = {k: str(choice.torch_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
     Actor = ray.remote(_LMIWorker)
     tag = uuid.uuid4().hex[:6]
     actors = [Actor.options(num_cpus=choice.num_cpus, num_gpus=choice.num_gpus, max_restarts=r.max_restarts,

@@ -19,6 +19,7 @@ identical counts.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -28,6 +29,12 @@ __all__ = ["knn_counts", "HAVE_NUMBA", "available_impls"]
 try:  # numba is optional: it makes this backend ~10x faster than the scipy fallback
     import numba as _nb
 
+    # numba's OpenMP threading layer shares libgomp with torch: its set_num_threads would
+    # reset torch's intra-op thread count (e.g. a Ray worker pinned to 1 thread jumps to all
+    # cores, and two such workers on 2 cores run ~5x slower). The workqueue layer touches no
+    # OpenMP state. A user's NUMBA_THREADING_LAYER still wins.
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        _nb.config.THREADING_LAYER = "workqueue"
     HAVE_NUMBA = True
 except Exception:  # pragma: no cover - exercised where numba is absent
     _nb = None
