@@ -19,8 +19,8 @@ export PYTHONDONTWRITEBYTECODE=1
 cat "$OUT/env.txt"
 
 echo "== GPU kernel tests"
-# -o addopts="": no plugin options needed; the test file imports no ray/dask/zarr
-timeout 240 python -m pytest -m gpu tests/test_gpu_kernels.py -q -p no:cacheprovider \
+# -o addopts="": no plugin options needed; the test files import no ray/dask/zarr
+timeout 240 python -m pytest -m gpu tests/test_gpu_kernels.py tests/test_gpu_training.py -q -p no:cacheprovider \
   -o addopts="" -rs 2>&1 | tee "$OUT/gpu_tests.txt"
 TEST_RC=${PIPESTATUS[0]}
 
