@@ -61,13 +61,34 @@ def _get_kernels():
 if HAVE_NUMBA:
     nb = _nb
 
+    @nb.njit(inline="always", cache=True, boundscheck=False)
+    def cheb_below(a, b, cur):  # pragma: no cover - jitted
+        # Chebyshev distance of the 1-D rows a and b, with an early exit: once the running
+        # maximum reaches cur the returned value is only known to be >= cur.
+        dist = 0.0
+        for c in range(a.shape[0]):
+            t = abs(a[c] - b[c])
+            if t > dist:
+                dist = t
+                if dist >= cur:
+                    break
+        return dist
+
+    @nb.njit(inline="always", cache=True, boundscheck=False)
+    def insert_best(best, dist):  # pragma: no cover - jitted
+        # insert dist into the ascending array best (length kth), dropping its largest entry
+        s = best.shape[0] - 1
+        while s > 0 and best[s - 1] > dist:
+            best[s] = best[s - 1]
+            s -= 1
+        best[s] = dist
+
     @nb.njit(parallel=True, cache=True, fastmath=False, boundscheck=False)
     def kth_radius(ref, axis, q, qaxis, qpos, self_pos, kth):  # pragma: no cover - jitted
         # ref (N, d) sorted by ref[:, axis]; q (M, d); qpos (M,) start positions in that order;
         # self_pos (M,) position to skip (-1: none). Returns the kth smallest distance.
         n = ref.shape[0]
         m_total = q.shape[0]
-        d = ref.shape[1]
         out = np.empty(m_total, dtype=np.float64)
         for m in nb.prange(m_total):
             best = np.full(kth, np.inf)
@@ -106,20 +127,9 @@ if HAVE_NUMBA:
                         lo_open = False
                 if j == sp:
                     continue
-                dist = 0.0
-                for c in range(d):
-                    t = abs(ref[j, c] - q[m, c])
-                    if t > dist:
-                        dist = t
-                        if dist >= cur:
-                            break
+                dist = cheb_below(ref[j], q[m], cur)
                 if dist < cur:
-                    # insert into the sorted list of the kth best
-                    s = kth - 1
-                    while s > 0 and best[s - 1] > dist:
-                        best[s] = best[s - 1]
-                        s -= 1
-                    best[s] = dist
+                    insert_best(best, dist)
             out[m] = best[kth - 1]
         return out
 
@@ -417,19 +427,9 @@ if HAVE_NUMBA:
                         if j == sb:
                             continue
                         cur = best[kth - 1]
-                        dist = 0.0
-                        for c in range(d):
-                            tt = abs(xb[j, c] - qm[c])
-                            if tt > dist:
-                                dist = tt
-                                if dist >= cur:
-                                    break
+                        dist = cheb_below(xb[j], qm, cur)
                         if dist < cur:
-                            t = kth - 1
-                            while t > 0 and best[t - 1] > dist:
-                                best[t] = best[t - 1]
-                                t -= 1
-                            best[t] = dist
+                            insert_best(best, dist)
                 out[m] = best[kth - 1]
         return out
 
