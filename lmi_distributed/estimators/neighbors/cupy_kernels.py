@@ -42,6 +42,22 @@ typedef {real} real;
 #define ABS(v) {abs}(v)
 #define INF_R ({inf})
 
+// Stage reference rows [t0, t0 + TILE) of both blocks in shared memory (zeros past N).
+__device__ __forceinline__ void load_tile(real* sx, real* sy, const real* rxb, const real* ryb,
+                                          const int t0, const int N)
+{
+    __syncthreads();
+    for (int e = threadIdx.x; e < TILE * DX; e += blockDim.x) {
+        const int jj = t0 + e / DX;
+        sx[e] = jj < N ? rxb[(long long)t0 * DX + e] : (real)0;
+    }
+    for (int e = threadIdx.x; e < TILE * DY; e += blockDim.x) {
+        const int jj = t0 + e / DY;
+        sy[e] = jj < N ? ryb[(long long)t0 * DY + e] : (real)0;
+    }
+    __syncthreads();
+}
+
 extern "C" __global__ void ksg_counts(
     const real* __restrict__ qx, const real* __restrict__ qy,
     const real* __restrict__ rx, const real* __restrict__ ry,
@@ -73,16 +89,7 @@ extern "C" __global__ void ksg_counts(
 
     // pass 1: kth smallest joint distance (self excluded by index when exclude_self)
     for (int t0 = 0; t0 < N; t0 += TILE) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < TILE * DX; e += blockDim.x) {
-            const int jj = t0 + e / DX;
-            sx[e] = jj < N ? rxb[(long long)t0 * DX + e] : (real)0;
-        }
-        for (int e = threadIdx.x; e < TILE * DY; e += blockDim.x) {
-            const int jj = t0 + e / DY;
-            sy[e] = jj < N ? ryb[(long long)t0 * DY + e] : (real)0;
-        }
-        __syncthreads();
+        load_tile(sx, sy, rxb, ryb, t0, N);
         if (active) {
             const int lim = min(TILE, N - t0);
             for (int t = 0; t < lim; ++t) {
@@ -116,16 +123,7 @@ extern "C" __global__ void ksg_counts(
     // pass 2: strict marginal counts
     int cx = 0, cy = 0;
     for (int t0 = 0; t0 < N; t0 += TILE) {
-        __syncthreads();
-        for (int e = threadIdx.x; e < TILE * DX; e += blockDim.x) {
-            const int jj = t0 + e / DX;
-            sx[e] = jj < N ? rxb[(long long)t0 * DX + e] : (real)0;
-        }
-        for (int e = threadIdx.x; e < TILE * DY; e += blockDim.x) {
-            const int jj = t0 + e / DY;
-            sy[e] = jj < N ? ryb[(long long)t0 * DY + e] : (real)0;
-        }
-        __syncthreads();
+        load_tile(sx, sy, rxb, ryb, t0, N);
         if (active) {
             const int lim = min(TILE, N - t0);
             for (int t = 0; t < lim; ++t) {
