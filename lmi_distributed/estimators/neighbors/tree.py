@@ -75,6 +75,14 @@ if HAVE_NUMBA:
         return dist
 
     @nb.njit(inline="always", cache=True, boundscheck=False)
+    def cheb_within(a, b, r):  # pragma: no cover - jitted
+        # True when the Chebyshev distance of the 1-D rows a and b is strictly below r
+        for c in range(a.shape[0]):
+            if abs(a[c] - b[c]) >= r:
+                return False
+        return True
+
+    @nb.njit(inline="always", cache=True, boundscheck=False)
     def insert_best(best, dist):  # pragma: no cover - jitted
         # insert dist into the ascending array best (length kth), dropping its largest entry
         s = best.shape[0] - 1
@@ -138,7 +146,6 @@ if HAVE_NUMBA:
         # counts #{j != self: max_c |ref_j,c - q_c| < radius}, ref sorted by ref[:, axis]
         n = ref.shape[0]
         m_total = q.shape[0]
-        d = ref.shape[1]
         out = np.zeros(m_total, dtype=np.int64)
         for m in nb.prange(m_total):
             r = radius[m]
@@ -149,27 +156,15 @@ if HAVE_NUMBA:
             while j < n:
                 if abs(ref[j, axis] - qa) >= r:
                     break
-                if j != sp:
-                    ok = True
-                    for c in range(d):
-                        if abs(ref[j, c] - q[m, c]) >= r:
-                            ok = False
-                            break
-                    if ok:
-                        cnt += 1
+                if j != sp and cheb_within(ref[j], q[m], r):
+                    cnt += 1
                 j += 1
             j = qpos[m] - 1
             while j >= 0:
                 if abs(ref[j, axis] - qa) >= r:
                     break
-                if j != sp:
-                    ok = True
-                    for c in range(d):
-                        if abs(ref[j, c] - q[m, c]) >= r:
-                            ok = False
-                            break
-                    if ok:
-                        cnt += 1
+                if j != sp and cheb_within(ref[j], q[m], r):
+                    cnt += 1
                 j -= 1
             out[m] = cnt
         return out
