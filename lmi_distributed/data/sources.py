@@ -70,6 +70,18 @@ class Source:
                 pass
         self._root = None
 
+    def _release(self, *arrays) -> None:
+        """Close pread-backed ``arrays`` and the open root; delete temporary spool files."""
+        for a in arrays:
+            if isinstance(a, PreadArray):
+                a.close()
+        self._close_root()
+        for p in getattr(self, "_cleanup", ()):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+
     # dask.array.from_array protocol
     @property
     def shape(self) -> tuple[int, int]:
@@ -141,15 +153,8 @@ class ArraySource(Source):
         return np.asarray(b, dtype=np.float32)
 
     def close(self) -> None:
-        if isinstance(self.arr, PreadArray):
-            self.arr.close()
+        self._release(self.arr)
         self.arr = None
-        self._close_root()
-        for p in self._cleanup:
-            try:
-                os.remove(p)
-            except OSError:
-                pass
 
 
 # ----------------------------------------------------------------------------- npy / npz
@@ -356,16 +361,8 @@ class CSRSource(Source):
         return m.toarray()
 
     def close(self) -> None:
-        for a in (self.data, self.indices):
-            if isinstance(a, PreadArray):
-                a.close()
+        self._release(self.data, self.indices)
         self.data = self.indices = None
-        self._close_root()
-        for p in self._cleanup:
-            try:
-                os.remove(p)
-            except OSError:
-                pass
 
 
 def _csc_to_csr_spool(g, shape, path: Path, key: str, spool_dir: Path, block_nnz: int = 1 << 23):
