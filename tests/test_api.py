@@ -71,8 +71,13 @@ def test_too_few_samples():
 
 def test_unknown_and_bad_settings():
     x, y = _dependent()
-    with pytest.raises(TypeError, match=r"unknown LMI setting\(s\) \['epochs'\]; valid settings: latent_dim"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'epochs'; valid settings: latent_dim"):
         lmi.estimate(x, y, epochs=3)
+    for bad in ({"lr": float("inf")}, {"lr": float("nan")}, {"clip": float("inf")}, {"k": True},
+                {"max_epochs": 2.5}, {"ksg_backend": "kdtree"}, {"ksg_noise": float("nan")}):
+        name = next(iter(bad))
+        with pytest.raises(ConfigError, match=rf"LMISettings\.{name}"):   # before any training
+            lmi.estimate(x, y, **bad)
     with pytest.raises(ConfigError, match="train_fraction"):
         lmi.estimate(x, y, train_fraction=1.5)
     with pytest.raises(ConfigError, match="device"):

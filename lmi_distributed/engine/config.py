@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lmi_distributed.errors import ConfigError
+from lmi_distributed.estimators.settings import SettingsFields
 
 __all__ = [
     "StudyConfig",
@@ -113,24 +114,19 @@ class NullsConfig(_Strict):
     latent_permutations: int = Field(100, ge=0, description="permute held-out Y latents, recompute KSG")
 
 
-class EstimatorConfig(_Strict):
-    """LMISettings overrides; defaults are the paper's (latentmi 0.1.3)."""
+class EstimatorConfig(SettingsFields):
+    """The study's ``estimator`` block: the fields of ``LMISettings`` (one model, defined in
+    ``estimators/settings.py``; defaults are the paper's). ``device`` and ``num_threads`` are set
+    per worker by the engine from ``resources``, so a study may not set them."""
 
-    latent_dim: int = Field(8, ge=1)
-    hidden: Optional[int] = Field(None, ge=4)
-    batch_size: int = Field(512, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    adam_eps: float = Field(1e-7, gt=0)
-    max_epochs: int = Field(300, ge=1)
-    patience: int = Field(30, ge=1)
-    train_fraction: float = Field(0.5, gt=0, lt=1)
-    clip: float = Field(10.0, gt=0)
-    k: int = Field(3, ge=1)
-    ksg_noise: float = Field(0.0, ge=0)
-    ksg_backend: str = "auto"
-    dtype: Literal["float32", "float64"] = "float32"
-    precision: Literal["float32", "tf32", "bf16"] = Field(
-        "float32", description="training matmuls; tf32/bf16 are faster on GPUs (docs/estimator.md)")
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_owned(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key, instead in (("device", "resources.gpus_per_worker"), ("num_threads", "resources.torch_threads")):
+                if key in v:
+                    raise ValueError(f"'{key}' is set per worker by the engine; use {instead}")
+        return v
 
 
 class ResourcesConfig(_Strict):
@@ -226,9 +222,9 @@ class StudyConfig(_Strict):
                 uniq.append(e)
         return uniq  # type: ignore[return-value]
 
-    def estimator_kwargs(self) -> dict[str, Any]:
-        """Keyword settings for ``estimate_many`` (device excluded: the worker sets it)."""
-        return self.estimator.model_dump()
+    def estimator_settings(self, device: str = "cpu"):
+        """The study's ``LMISettings`` on ``device`` (the worker's)."""
+        return self.estimator.to_settings(device=device)
 
     def fingerprint(self) -> str:
         """Hash of everything that changes a task's numbers (not pairs, replicates, resources).

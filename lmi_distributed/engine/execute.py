@@ -77,14 +77,10 @@ def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], 
     return int(pairing.n), int(vx.n_features), int(vy.n_features)
 
 
-def _estimate_many(pairs, seeds, device, settings):
-    from lmi_distributed.estimators.api import LMISettings, estimate_many
+def _estimate_many(pairs, seeds, settings):
+    from lmi_distributed.estimators.api import estimate_many
 
-    import dataclasses
-
-    allowed = {f.name for f in dataclasses.fields(LMISettings)}
-    kw = {k: v for k, v in settings.items() if k in allowed}
-    return estimate_many(pairs, seeds=list(seeds), device=device, **kw)
+    return estimate_many(pairs, seeds=list(seeds), settings=settings)
 
 
 def _null_backend(backend: str, device: str) -> str:
@@ -149,7 +145,7 @@ def execute_batch(
         rows.append((x_rows, y_rows))
     t_read = time.perf_counter()
 
-    results = _estimate_many(arrays, [t.seed for t in tasks], device, cfg.estimator_kwargs())
+    results = _estimate_many(arrays, [t.seed for t in tasks], cfg.estimator_settings(device))
     if on_trained is not None:
         on_trained()
     t_train = time.perf_counter()
@@ -160,11 +156,10 @@ def execute_batch(
         null = np.zeros(0)
         test = np.asarray(res.test_idx)
         if t.kind == "observed" and t.n_latent_permutations > 0:
-            from lmi_distributed.estimators.permutation import latent_permutation_null
+            from lmi_distributed.estimators.permutation import result_latent_null
 
-            null = np.asarray(latent_permutation_null(
-                res.zx[test], res.zy[test], n_permutations=t.n_latent_permutations,
-                seed=t.perm_seed, k=cfg.estimator.k, backend=null_backend), dtype=np.float64)
+            null = np.asarray(result_latent_null(res, n_permutations=t.n_latent_permutations,
+                                                 seed=t.perm_seed, backend=null_backend), dtype=np.float64)
         save = cfg.output.save_pmi
         if write and (save == "all" or (save == "observed" and t.kind == "observed")):
             results_store.write_pmi(t.key, np.asarray(res.pmi), x_rows, y_rows)

@@ -11,7 +11,6 @@ encode all rows, run KSG on the held-out latents (:func:`.ksg.ksg_pmi`). MI in b
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +22,16 @@ from lmi_distributed.errors import ConfigError, InputError
 
 from .preprocess import split_indices, zscore_clip
 from .seeding import derive_seed
+from .settings import SETTING_NAMES, LMISettings, resolve_settings
+
+__all__ = ["estimate", "estimate_many", "train_and_encode", "LMISettings", "LMIResult",
+           "SETTING_NAMES", "resolve_settings", "STATUSES"]
+
+#: ``LMIResult.status`` values: "ok" (a number to trust); "degenerate" (the data or the latents
+#: cannot carry an estimate: constant, too few distinct rows, ties, collapsed latents);
+#: "diverged" (training produced non-finite losses or never improved on the initial weights);
+#: "failed" (an error stopped this pair; the engine's records only). Anything but "ok" has NaN MI.
+STATUSES = ("ok", "degenerate", "diverged", "failed")
 
 if TYPE_CHECKING:
     import torch
@@ -30,67 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lmi_distributed")
 
 ProgressFn = Callable[[int, int, np.ndarray], None]
-
-
-@dataclass
-class LMISettings:
-    """Estimator settings; defaults are the paper's / latentmi 0.1.3's."""
-
-    latent_dim: int = 8              # latent dims per variable
-    hidden: int | None = None        # None: 1024, or 2**floor(log2 d) when d > 2048 (per variable)
-    batch_size: int = 512
-    lr: float = 1e-4
-    adam_eps: float = 1e-7
-    max_epochs: int = 300
-    patience: int = 30
-    train_fraction: float = 0.5
-    clip: float = 10.0
-    k: int = 3                       # KSG neighbours
-    ksg_noise: float = 0.0           # seeded uniform [0, noise) jitter on latents before KSG
-    ksg_backend: str = "auto"
-    device: str = "cpu"              # "cpu", "cuda", "cuda:1", ...
-    dtype: str = "float32"           # "float32" or "float64"
-    precision: str = "float32"       # training matmuls: "float32", "tf32" (CUDA tensor cores) or "bf16" (autocast)
-    num_threads: int | None = None   # torch CPU threads during training; None: leave torch's setting
-    restore_best: bool = True        # False: keep each pair's last-epoch weights (latentmi's effective behaviour)
-
-    def __post_init__(self) -> None:
-        def pos_int(name: str, minimum: int = 1) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-                raise ConfigError(f"LMISettings.{name} must be an integer >= {minimum}, got {v!r}")
-
-        for name in ("latent_dim", "batch_size", "max_epochs", "patience", "k"):
-            pos_int(name)
-        if self.hidden is not None:
-            pos_int("hidden", 4)
-        if self.num_threads is not None:
-            pos_int("num_threads")
-        for name in ("lr", "adam_eps", "clip"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ConfigError(f"LMISettings.{name} must be a positive number, got {getattr(self, name)!r}")
-        if not (0.0 < float(self.train_fraction) < 1.0):
-            raise ConfigError(f"LMISettings.train_fraction must be in (0, 1), got {self.train_fraction!r}")
-        if not (isinstance(self.ksg_noise, (int, float)) and self.ksg_noise >= 0):
-            raise ConfigError(f"LMISettings.ksg_noise must be >= 0, got {self.ksg_noise!r}")
-        if self.precision not in ("float32", "tf32", "bf16"):
-            raise ConfigError(f"LMISettings.precision must be 'float32', 'tf32' or 'bf16', got {self.precision!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ConfigError(f"LMISettings.dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"LMISettings.device must be 'cpu' or 'cuda[:i]', got {self.device!r}")
-
-    def min_samples(self) -> int:
-        """Smallest N this estimator accepts: more than k held-out rows (KSG needs k
-        neighbours of every held-out point) and more than k training rows; N >= 2(k+1) at
-        the default 50/50 split."""
-        n = 2
-        while int(n * self.train_fraction) < self.k + 1 or n - int(n * self.train_fraction) < self.k + 1:
-            n += 1
-        return n
-
-
-SETTING_NAMES = tuple(f.name for f in dataclasses.fields(LMISettings))
 
 
 @dataclass
@@ -109,22 +57,8 @@ class LMIResult:
     val_loss: np.ndarray         # (epochs,) held-out loss per epoch (eval mode)
     seed: int
     settings: LMISettings = field(repr=False)
-
-
-def resolve_settings(settings: dict[str, Any]) -> LMISettings:
-    """Build :class:`LMISettings` from keyword arguments. ``settings=LMISettings(...)`` may
-    be given as a base that the other keywords override. Unknown names raise ``TypeError``
-    listing the valid ones."""
-    settings = dict(settings)
-    base = settings.pop("settings", None)
-    unknown = sorted(set(settings) - set(SETTING_NAMES))
-    if unknown:
-        raise TypeError(f"unknown LMI setting(s) {unknown}; valid settings: {', '.join(SETTING_NAMES)}")
-    if base is None:
-        return LMISettings(**settings)
-    if not isinstance(base, LMISettings):
-        raise TypeError(f"settings= must be an LMISettings, got {type(base).__name__}")
-    return dataclasses.replace(base, **settings)
+    status: str = "ok"           # one of STATUSES; anything but "ok" comes with mi = NaN
+    detail: str = ""             # why the status is not "ok" (empty when ok)
 
 
 def _check_variable(a: Any, name: str) -> np.ndarray:

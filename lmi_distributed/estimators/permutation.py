@@ -25,7 +25,7 @@ from lmi_distributed.errors import InputError
 from lmi_distributed.estimators.ksg import _check_k, _check_pair, pmi_from_counts
 from lmi_distributed.estimators.neighbors import array_namespace, cupy_available, knn_counts
 
-__all__ = ["latent_permutation_null", "draw_permutations", "PRECOMPUTE_MAX_N"]
+__all__ = ["latent_permutation_null", "result_latent_null", "draw_permutations", "PRECOMPUTE_MAX_N"]
 
 #: the "tiled" path keeps two (N, N) float64 matrices; above this N it tiles per permutation
 PRECOMPUTE_MAX_N = 4096
@@ -122,3 +122,25 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
     if backend == "tiled":
         return _null_tiled(x, y, perms, k)
     return _null_tree(_host(x), _host(y), perms, k)
+
+
+def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "auto") -> np.ndarray:
+    """Latent permutation null of one fitted pair, on exactly what its observed MI saw.
+
+    ``res``: an ``api.LMIResult``. The held-out latents ``res.zx[res.test_idx]``,
+    ``res.zy[res.test_idx]`` get the same seeded KSG jitter as the observed estimate
+    (``settings.ksg_noise`` from ``derive_seed(res.seed, "ksg")``, x block then y block), then the
+    Y rows are permuted (``draw_permutations(n_test, n_permutations, seed)``). Returns
+    (n_permutations,) float64 bits; all NaN when ``res.status`` is not "ok" (no null for a number
+    that was not reported).
+    """
+    from lmi_distributed.estimators.ksg import add_noise
+    from lmi_distributed.estimators.seeding import derive_seed
+
+    if res.status != "ok":
+        return np.full(int(n_permutations), np.nan)
+    test = np.asarray(res.test_idx)
+    s = res.settings
+    zx, zy = add_noise([np.asarray(res.zx[test], np.float64), np.asarray(res.zy[test], np.float64)],
+                       s.ksg_noise, derive_seed(res.seed, "ksg"))
+    return latent_permutation_null(zx, zy, n_permutations=n_permutations, seed=seed, k=s.k, backend=backend)
