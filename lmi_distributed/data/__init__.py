@@ -34,6 +34,7 @@ from .store import (
     open_store,
     write_matrix,
 )
+from .query import FilterError, validate_filter
 from .variables import Variable, VariableSpec, resolve_variable
 from .preprocess import PreprocessConfig
 from .ingest import ingest  # binds the function over the submodule name (dask is imported lazily)
@@ -49,6 +50,8 @@ __all__ = [
     "VariableSpec",
     "Variable",
     "resolve_variable",
+    "FilterError",
+    "validate_filter",
     "PairingSpec",
     "AlignedPairingSpec",
     "JoinPairingSpec",
