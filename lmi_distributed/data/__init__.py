@@ -31,7 +31,10 @@ from .store import (
     MatrixHandle,
     Store,
     chunk_layout,
+    clean_stale_staging,
+    matrix_identity,
     open_store,
+    provenance_digest,
     write_matrix,
 )
 from .query import FilterError, validate_filter
@@ -47,6 +50,9 @@ __all__ = [
     "write_matrix",
     "chunk_layout",
     "STORE_VERSION",
+    "matrix_identity",
+    "provenance_digest",
+    "clean_stale_staging",
     "VariableSpec",
     "Variable",
     "resolve_variable",

@@ -21,7 +21,7 @@ from .preprocess import (PreprocessConfig, block_moments, combine_moments, norma
                          transform_block)
 from .sources import Source, open_source
 from .store import (DEFAULT_CHUNK_BYTES, DEFAULT_SHARD_BYTES, MatrixHandle, MatrixWriter,
-                    _pow2_floor)
+                    _pow2_floor, _write_owner, clean_stale_staging)
 from .validation import DataError, first_few
 
 __all__ = ["ingest", "ingest_source", "resolve_preprocess"]
@@ -281,10 +281,14 @@ def ingest(
     shard_bytes: shard size (default: min(16 MiB, block_bytes); a write task writes one shard).
     Returns the new matrix's handle. On any failure nothing is left in the store.
     """
+    clean_stale_staging(Path(store).resolve())  # debris of killed ingests (see store.py)
     spool = Path(spool_dir) if spool_dir is not None else \
         Path(store).resolve().parent / f".{Path(store).name}.spool-{uuid.uuid4().hex[:8]}"
     src = None
     try:
+        if spool_dir is None:
+            spool.mkdir(parents=True, exist_ok=True)
+            _write_owner(spool)
         src = open_source(source, format=format, key=key, id_column=id_column,
                           vector_columns=vector_columns, obs_columns=obs_columns, spool_dir=spool)
         return ingest_source(src, store, name, preprocess=preprocess, overwrite=overwrite,
