@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .validation import DataError, check_real, first_few, to_float32
+from .validation import DataError, check_real, describe_exc, first_few, to_float32
 
 __all__ = ["Source", "open_source", "detect_format", "FORMATS"]
 
@@ -149,7 +149,7 @@ class ArraySource(Source):
                 b = np.asarray(self.arr[start:stop])
         except Exception as exc:
             raise DataError(f"{self.format} input {self.path}: reading rows [{start}, {stop}) "
-                            f"failed ({type(exc).__name__}: {exc}); the file may be truncated "
+                            f"failed ({describe_exc(exc)}); the file may be truncated "
                             "or corrupt") from exc
         return to_float32(b, self._what(), start, self._columns(), self._row_ids(start, stop))
 
@@ -272,8 +272,7 @@ def _open_npy(path: Path):
     except DataError as exc:
         raise DataError(f"npy input {path}: {exc}") from exc
     except Exception as exc:
-        raise DataError(f"npy input {path}: bad .npy header or data ({type(exc).__name__}: "
-                        f"{exc}); the file may be truncated or corrupt") from exc
+        raise DataError(f"npy input {path}: bad .npy header or data ({describe_exc(exc)}); the file may be truncated or corrupt") from exc
 
 
 def _npz_member(zf: zipfile.ZipFile, key: str | None, path: Path) -> tuple[str, str | None]:
@@ -344,7 +343,7 @@ def _open_npz(path: Path, key: str | None, spool_dir: Path) -> ArraySource:
             raise
         raise DataError(f"npz input {path} [{key}]: {exc}") from exc
     except Exception as exc:
-        raise DataError(f"npz input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
+        raise DataError(f"npz input {path}: cannot read ({describe_exc(exc)}); the file "
                         "may be truncated or corrupt") from exc
 
 
@@ -378,7 +377,7 @@ class CSRSource(Source):
             ind = np.asarray(self.indices[a:b])
         except Exception as exc:
             raise DataError(f"{self.format} input {self.path} [{self.key}]: reading rows "
-                            f"[{start}, {stop}) failed ({type(exc).__name__}: {exc}); the file "
+                            f"[{start}, {stop}) failed ({describe_exc(exc)}); the file "
                             "may be truncated or corrupt") from exc
         if data.size != b - a or ind.size != b - a:
             raise DataError(f"{self.format} input {self.path} [{self.key}]: rows [{start}, {stop}) "
@@ -460,7 +459,7 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{fmt} input {path}: cannot open ({type(exc).__name__}: {exc}); the file "
+        raise DataError(f"{fmt} input {path}: cannot open ({describe_exc(exc)}); the file "
                         "may be truncated or corrupt") from exc
     try:
         return _anndata_source(root, path, fmt, key, obs, var, spool_dir)
@@ -469,7 +468,7 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
         raise
     except Exception as exc:
         root.close() if hasattr(root, "close") else None
-        raise DataError(f"{fmt} input {path} [{key}]: cannot read ({type(exc).__name__}: {exc}); "
+        raise DataError(f"{fmt} input {path} [{key}]: cannot read ({describe_exc(exc)}); "
                         "the file may be truncated or corrupt") from exc
 
 
@@ -497,7 +496,7 @@ def _anndata_source(root, path: Path, fmt: str, key: str, obs, var, spool_dir: P
                 obs = pd.DataFrame(obs) if obs is not None else None
                 var = pd.DataFrame(var) if var is not None else None
         except Exception as exc:
-            raise DataError(f"{fmt} input {path}: cannot read obs/var ({exc})") from exc
+            raise DataError(f"{fmt} input {path}: cannot read obs/var ({describe_exc(exc)})") from exc
     ids = obs.index.astype(str).to_numpy() if obs is not None else None
     enc = node.attrs.get("encoding-type", None)
     if enc is None and "h5sparse_format" in node.attrs:  # old anndata sparse encoding
@@ -540,7 +539,7 @@ def _open_zarr(path: Path, key: str | None, spool_dir: Path) -> Source:
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:
-        raise DataError(f"zarr input {path}: cannot open ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"zarr input {path}: cannot open ({describe_exc(exc)})") from exc
     if isinstance(node, zarr.Group):
         if node.attrs.get("encoding-type") == "anndata":
             return _open_anndata(path, "anndata-zarr", key, spool_dir)
@@ -558,8 +557,7 @@ def _open_zarr(path: Path, key: str | None, spool_dir: Path) -> Source:
         except KeyError:
             raise DataError(f"zarr input {path}: no array {key!r}") from None
         except Exception as exc:
-            raise DataError(f"zarr input {path} [{key}]: cannot open ({type(exc).__name__}: "
-                            f"{exc}); the store may be corrupt") from exc
+            raise DataError(f"zarr input {path} [{key}]: cannot open ({describe_exc(exc)}); the store may be corrupt") from exc
     return ArraySource(node, path, "zarr", key=key)
 
 
@@ -751,7 +749,7 @@ def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path,
         raise
     except Exception as exc:
         spool.finish(); _rm(spool.path)
-        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
+        raise DataError(f"{what}: reading failed ({describe_exc(exc)}); the file may be "
                         "truncated or corrupt") from exc
     arr = spool.finish()
     obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
@@ -813,7 +811,7 @@ def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir:
         meta = pf.metadata
         schema = pf.schema_arrow
     except Exception as exc:
-        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc}); the file may be "
+        raise DataError(f"{what}: cannot read ({describe_exc(exc)}); the file may be "
                         "truncated or corrupt") from exc
     names = list(schema.names)
     types, text = _parquet_types(schema)
@@ -852,7 +850,7 @@ def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir:
                 raise
             except Exception as exc:
                 raise DataError(f"{what}: row group {rg} (rows {row0}..{row0 + expected - 1}) "
-                                f"cannot be decoded ({type(exc).__name__}: {exc}); the file is "
+                                f"cannot be decoded ({describe_exc(exc)}); the file is "
                                 "corrupt or truncated") from exc
             if got != expected:
                 raise DataError(f"{what}: row group {rg} gave {got} rows but the file metadata "
@@ -894,7 +892,7 @@ def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spoo
     try:
         head = pd.read_csv(path, sep=sep, nrows=50)
     except Exception as exc:
-        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{what}: cannot read ({describe_exc(exc)})") from exc
     names = [str(c) for c in head.columns]
     types, text = _csv_types(head)
     vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
@@ -929,7 +927,7 @@ def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spoo
                 return
             except Exception as exc:
                 raise DataError(f"{what}: cannot parse the file after data row {row0} "
-                                f"({type(exc).__name__}: {exc}); the file may be truncated or "
+                                f"({describe_exc(exc)}); the file may be truncated or "
                                 "corrupt") from exc
             yield convert(chunk, row0)
             row0 += len(chunk)
@@ -982,7 +980,7 @@ def open_source(
     except (DataError, MemoryError):
         raise
     except Exception as exc:  # a library error the readers did not name: name the file
-        raise DataError(f"{fmt} input {path}: cannot read ({type(exc).__name__}: {exc}); the "
+        raise DataError(f"{fmt} input {path}: cannot read ({describe_exc(exc)}); the "
                         "file may be truncated or corrupt") from exc
 
 

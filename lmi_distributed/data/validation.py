@@ -20,6 +20,7 @@ __all__ = [
     "check_name",
     "check_min_samples",
     "check_real",
+    "describe_exc",
     "to_float32",
     "F32_MAX",
     "F32_TINY",
@@ -142,3 +143,12 @@ def to_float32(
                     f"{shown}, e.g. {float(b2[rows[0], j])!r}. The store keeps float32: rescale "
                     f"the input ({fix}, e.g. 1e30) before ingest")
     return b.astype(np.float32, copy=False)
+
+
+def describe_exc(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` of a library exception on one line (whitespace collapsed), at most
+    ``limit`` characters, for embedding in a DataError message."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
