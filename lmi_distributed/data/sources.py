@@ -439,7 +439,6 @@ def _csc_to_csr_spool(g, shape, path: Path, key: str, spool_dir: Path, block_nnz
 
 
 def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Source:
-    import anndata
     from anndata.io import read_elem
 
     key = key or "X"
@@ -464,12 +463,21 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
     try:
         return _anndata_source(root, path, fmt, key, obs, var, spool_dir)
     except DataError:
-        root.close() if hasattr(root, "close") else None
+        _close_quietly(root)
         raise
     except Exception as exc:
-        root.close() if hasattr(root, "close") else None
+        _close_quietly(root)
         raise DataError(f"{fmt} input {path} [{key}]: cannot read ({describe_exc(exc)}); "
                         "the file may be truncated or corrupt") from exc
+
+
+def _close_quietly(root) -> None:
+    """Close an h5py file (zarr groups have nothing to close)."""
+    try:
+        if hasattr(root, "close"):
+            root.close()
+    except Exception:
+        pass
 
 
 def _anndata_source(root, path: Path, fmt: str, key: str, obs, var, spool_dir: Path) -> Source:
