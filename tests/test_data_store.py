@@ -224,3 +224,93 @@ def test_corrupt_chunk_is_reported(tmp_path, mat, sharded):
 def test_bad_names(tmp_path, mat):
     with pytest.raises(DataError, match="invalid matrix name"):
         write_matrix(tmp_path / "n.zarr", "../evil", mat[:3])
+
+
+# ------------------------------------------------------------------ staging debris, identity
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid  # reaped: no process has this pid now (pid reuse within the test is negligible)
+
+
+def _debris(root, name, pid=None, host=None, age_s=0.0):
+    import socket
+    import time
+
+    d = root / name
+    (d / "m" / "X").mkdir(parents=True)
+    (d / "m" / "X" / "c.0").write_bytes(b"half-written")
+    if pid is not None:
+        (d / "lmi_writer.json").write_text(json.dumps(
+            {"pid": pid, "host": host or socket.gethostname(), "started": time.time() - age_s}))
+    if age_s:
+        t = time.time() - age_s
+        for p in (d / "lmi_writer.json", d):
+            if p.exists():
+                os.utime(p, (t, t))
+    return d
+
+
+def test_stale_staging_removed_by_open_store_live_kept(tmp_path, mat):
+    write_matrix(tmp_path / "s.zarr", "m", mat[:10])
+    st = tmp_path / "s.zarr" / ".staging"
+    dead = _debris(st, "aaa", pid=_dead_pid())                    # killed writer on this host
+    live = _debris(st, "bbb", pid=os.getpid())                    # a live writer: kept
+    old_other = _debris(st, "ccc", pid=1, host="elsewhere", age_s=3 * 86400)  # other host, 3 days
+    new_other = _debris(st, "ddd", pid=1, host="elsewhere")      # other host, fresh: kept
+    unowned_old = _debris(st, "eee", age_s=2 * 86400)            # no owner file, 2 days old
+    unowned_new = _debris(st, "fff")                              # no owner file, fresh: kept
+    trash = _debris(st, "trash-0123", pid=None)                   # overwritten matrix on its way out
+    s = open_store(tmp_path / "s.zarr")
+    assert s.matrix_names == ["m"]
+    gone = [p for p in (dead, old_other, unowned_old, trash) if p.exists()]
+    kept = [p for p in (live, new_other, unowned_new) if not p.exists()]
+    assert gone == [] and kept == []
+
+
+def test_next_ingest_removes_sibling_debris_of_a_killed_first_ingest(tmp_path, mat):
+    from lmi_distributed.data.ingest import ingest
+
+    stage = _debris(tmp_path, ".s.zarr.staging-abc123", pid=_dead_pid())
+    spool = _debris(tmp_path, ".s.zarr.spool-1234abcd", pid=_dead_pid())
+    np.save(tmp_path / "e.npy", mat[:20])
+    ingest(tmp_path / "e.npy", tmp_path / "s.zarr", "e")
+    assert not stage.exists() and not spool.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.npy", "s.zarr"]
+    # the published store holds no owner file, and a write leaves no staging behind
+    assert not (tmp_path / "s.zarr" / "lmi_writer.json").exists()
+    assert not (tmp_path / "s.zarr" / ".staging").exists()
+
+
+def test_identity_new_uid_on_every_write(tmp_path, mat):
+    from lmi_distributed.data import matrix_identity, provenance_digest
+
+    h1 = write_matrix(tmp_path / "s.zarr", "m", mat[:10], provenance={"note": "a"})
+    i1 = h1.identity()
+    assert set(i1) == {"uid", "shape", "provenance_digest"} and i1["shape"] == [10, 40]
+    assert i1 == matrix_identity(tmp_path / "s.zarr", "m")  # stable across reopen
+    assert json.loads(json.dumps(i1)) == i1  # JSON types only
+    assert i1["provenance_digest"] == provenance_digest(open_store(tmp_path / "s.zarr").provenance("m"))
+    h2 = write_matrix(tmp_path / "s.zarr", "m", mat[:10], provenance={"note": "a"}, overwrite=True)
+    i2 = open_store(tmp_path / "s.zarr").matrix("m").identity()
+    assert i2["uid"] == h2.uid != i1["uid"]  # same data, same name: still a new uid
+    assert i2["provenance_digest"] == i1["provenance_digest"]  # same provenance, same digest
+    write_matrix(tmp_path / "s.zarr", "m", mat[:10], provenance={"note": "b"}, overwrite=True)
+    assert open_store(tmp_path / "s.zarr").matrix("m").identity()["provenance_digest"] != \
+        i1["provenance_digest"]
+    # key order does not change the digest; a value does
+    assert provenance_digest({"a": 1, "b": [1, 2]}) == provenance_digest({"b": [1, 2], "a": 1})
+    assert provenance_digest({"a": 1}) != provenance_digest({"a": 2})
+
+
+def test_reingest_gives_new_uid(tmp_path, mat):
+    from lmi_distributed.data.ingest import ingest
+
+    np.save(tmp_path / "e.npy", mat[:20])
+    u1 = ingest(tmp_path / "e.npy", tmp_path / "s.zarr", "e").identity()["uid"]
+    u2 = ingest(tmp_path / "e.npy", tmp_path / "s.zarr", "e", overwrite=True).identity()["uid"]
+    assert u1 != u2

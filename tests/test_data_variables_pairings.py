@@ -246,3 +246,39 @@ def test_read_pair_nonfinite_and_min_samples(tmp_path):
         make_pairing(s, w, w, {"rule": "aligned"}, min_samples=10)
     X, Y = read_pair(s, w, w, p2, min_samples=3)
     assert X.shape == (3, 3)
+
+
+# ------------------------------------------------------------------ filter arithmetic
+
+def test_filter_arithmetic_still_works(cells):
+    s, X, obs, *_ = cells
+    for where, expect in [("day / 2 == 3", obs["day"] == 6), ("day % 4 == 2", obs["day"] >= 0),
+                          ("day ** 2 > 10", obs["day"] == 6), ("-day < -3", obs["day"] == 6),
+                          ("(day + 1) * 2 == 6", obs["day"] == 2), ("well * 2 == 'BB'", obs["well"] == "B")]:
+        v = resolve_variable(s, VariableSpec(name="v", matrix="cells", where=where))
+        assert v.rows.tolist() == np.flatnonzero(expect.to_numpy()).tolist(), where
+
+
+@pytest.mark.parametrize("where, culprit", [
+    ("day / 0 > 1", r"division by zero in `day / 0`"),
+    ("1 // 0 < day", r"division by zero in `1 // 0`"),
+    ("10 / (day - 2) > 1", r"`day - 2` is 0 in 30 of 60 rows; first rows: \[0, 1, 2, 3, 4, \.\.\.\] "
+                           r"\(ids \['cell0'"),
+    ("'a' * 1000000000 == well", r"repeats a string or list to more than 100000 items"),
+    ("[1] * 10**9 == day", r"repeats a string or list"),
+    ("2 ** 10**10 > day", r"exponent 10000000000 .* too large"),
+    ("(('ab' * 1000) * 1000) * 1000 == well", r"repeats a string or list"),
+    ("'%0100000000d' % 1 == well", r"string formatting"),
+    ("day * 1e308 * 10 > 1", r"gives inf or NaN .* in 60 of 60 rows"),
+])
+def test_filter_errors_are_config_errors_at_bounded_cost(cells, where, culprit):
+    from lmi_distributed.data import FilterError, validate_filter
+    from lmi_distributed.errors import ConfigError
+
+    s, *_ = cells
+    with pytest.raises(ConfigError, match=r"variable 'v' \(matrix 'cells'\): filter .*" + culprit) as ei:
+        resolve_variable(s, VariableSpec(name="v", matrix="cells", where=where))
+    assert isinstance(ei.value, FilterError) and isinstance(ei.value, DataError)
+    if "day - 2" not in where and "1e308" not in where:  # these two need the data to fail
+        with pytest.raises(ConfigError, match=culprit):
+            validate_filter(where, "variable 'v'")

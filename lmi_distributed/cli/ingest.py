@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing matrix")
     p.add_argument("--allow-nonfinite", action="store_true",
                    help="store rows with NaN/inf instead of failing (no preprocessing only)")
+    p.add_argument("--allow-duplicate-ids", action="store_true",
+                   help="keep row ids that occur more than once (default: error)")
     p.add_argument("--block-mb", type=float, default=16.0, help="input MiB per block (memory)")
     p.add_argument("--workers", type=int, help="Dask threads (default: min(4, cores))")
     p.add_argument("--synchronous", action="store_true", help="Dask synchronous scheduler")
@@ -55,6 +57,22 @@ def _csv(s):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `ingest`; every failure is an LMIError with a one-line message (no traceback)."""
+    from lmi_distributed.errors import DataError, LMIError
+    from lmi_distributed.data.validation import describe_exc
+
+    try:
+        return _run(args)
+    except LMIError as exc:
+        text = " ".join(str(exc).split())  # the CLI prints one `error:` line
+        if text == str(exc):
+            raise
+        raise type(exc)(text) from exc
+    except OSError as exc:  # e.g. the store's file system is read-only or full
+        raise DataError(f"ingest into {args.store}: {describe_exc(exc)}") from exc
+
+
+def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lmi_distributed.errors import DataError
@@ -102,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         id_column=args.id_column, vector_columns=vcols, obs_columns=_csv(args.obs_columns),
         preprocess=cfg, overwrite=args.overwrite,
         on_nonfinite="allow" if args.allow_nonfinite else "error",
+        on_duplicate_ids="allow" if args.allow_duplicate_ids else "error",
         block_bytes=int(args.block_mb * 2**20), compressor=args.compressor,
         scheduler="synchronous" if args.synchronous else "threads", num_workers=args.workers,
         log=log,

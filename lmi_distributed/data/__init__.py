@@ -31,9 +31,13 @@ from .store import (
     MatrixHandle,
     Store,
     chunk_layout,
+    clean_stale_staging,
+    matrix_identity,
     open_store,
+    provenance_digest,
     write_matrix,
 )
+from .query import FilterError, validate_filter
 from .variables import Variable, VariableSpec, resolve_variable
 from .preprocess import PreprocessConfig
 from .ingest import ingest  # binds the function over the submodule name (dask is imported lazily)
@@ -46,9 +50,14 @@ __all__ = [
     "write_matrix",
     "chunk_layout",
     "STORE_VERSION",
+    "matrix_identity",
+    "provenance_digest",
+    "clean_stale_staging",
     "VariableSpec",
     "Variable",
     "resolve_variable",
+    "FilterError",
+    "validate_filter",
     "PairingSpec",
     "AlignedPairingSpec",
     "JoinPairingSpec",

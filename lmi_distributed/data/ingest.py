@@ -21,7 +21,7 @@ from .preprocess import (PreprocessConfig, block_moments, combine_moments, norma
                          transform_block)
 from .sources import Source, open_source
 from .store import (DEFAULT_CHUNK_BYTES, DEFAULT_SHARD_BYTES, MatrixHandle, MatrixWriter,
-                    _pow2_floor)
+                    _pow2_floor, _write_owner, clean_stale_staging)
 from .validation import DataError, first_few
 
 __all__ = ["ingest", "ingest_source", "resolve_preprocess"]
@@ -73,6 +73,21 @@ def _nonfinite_error(src: Source, bad: np.ndarray, what: str) -> DataError:
                      "store them as they are.")
 
 
+def _check_unique_ids(ids, what: str) -> None:
+    """DataError naming the first row ids that occur more than once, and their rows."""
+    import pandas as pd
+
+    idx = pd.Index(np.asarray(ids).astype(str))
+    if idx.is_unique:
+        return
+    dup = idx[idx.duplicated()].unique()
+    rows = np.flatnonzero(idx.isin(dup[:1]))
+    raise DataError(f"{what}: {len(dup)} row ids occur more than once, e.g. {first_few(dup)} "
+                    f"({dup[0]!r} at rows {first_few(rows)}); ids must be unique to select or "
+                    "align rows by id. Fix them, or pass on_duplicate_ids='allow' "
+                    "(--allow-duplicate-ids) to keep them")
+
+
 def ingest_source(
     src: Source,
     store: str | os.PathLike,
@@ -81,6 +96,7 @@ def ingest_source(
     preprocess: Any = None,
     overwrite: bool = False,
     on_nonfinite: str = "error",
+    on_duplicate_ids: str = "error",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     shard_bytes: int | None = None,
@@ -103,6 +119,10 @@ def ingest_source(
         raise DataError(f"{what}: the input has no rows")
     if src.ids is not None and len(src.ids) != n:
         raise DataError(f"{what}: {len(src.ids)} row ids for {n} rows")
+    if on_duplicate_ids not in ("error", "allow"):
+        raise DataError(f"on_duplicate_ids must be 'error' or 'allow', got {on_duplicate_ids!r}")
+    if src.ids is not None and on_duplicate_ids == "error":
+        _check_unique_ids(src.ids, what)
     say = log or (lambda s: None)
     t0 = time.perf_counter()
     in_rows = max(1, min(n, _pow2_floor(block_bytes / (d_in * 4))))
@@ -204,7 +224,7 @@ def ingest_source(
                     "input_MB_per_s": round(mb / seconds, 2) if seconds > 0 else None,
                     "block_rows_in": in_rows, "block_rows_out": lay.block_rows,
                     "scheduler": scheduler, "num_workers": num_workers,
-                    "on_nonfinite": on_nonfinite,
+                    "on_nonfinite": on_nonfinite, "on_duplicate_ids": on_duplicate_ids,
                 },
             }
             if getattr(src, "converted_from", None):
@@ -259,6 +279,7 @@ def ingest(
     preprocess: Any = None,
     overwrite: bool = False,
     on_nonfinite: str = "error",
+    on_duplicate_ids: str = "error",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     shard_bytes: int | None = None,
@@ -277,18 +298,24 @@ def ingest(
     fields (optionally with "preset"), or a PreprocessConfig.
     on_nonfinite: "error" (default; DataError naming the rows) or "allow" (store as is;
     read_pair reports them later; not allowed with preprocessing).
+    on_duplicate_ids: "error" (default; DataError naming the repeated ids) or "allow".
     block_bytes: input bytes per Dask block (memory ~ num_workers * a few * block_bytes).
     shard_bytes: shard size (default: min(16 MiB, block_bytes); a write task writes one shard).
     Returns the new matrix's handle. On any failure nothing is left in the store.
     """
+    clean_stale_staging(Path(store).resolve())  # debris of killed ingests (see store.py)
     spool = Path(spool_dir) if spool_dir is not None else \
         Path(store).resolve().parent / f".{Path(store).name}.spool-{uuid.uuid4().hex[:8]}"
     src = None
     try:
+        if spool_dir is None:
+            spool.mkdir(parents=True, exist_ok=True)
+            _write_owner(spool)
         src = open_source(source, format=format, key=key, id_column=id_column,
                           vector_columns=vector_columns, obs_columns=obs_columns, spool_dir=spool)
         return ingest_source(src, store, name, preprocess=preprocess, overwrite=overwrite,
-                             on_nonfinite=on_nonfinite, block_bytes=block_bytes,
+                             on_nonfinite=on_nonfinite, on_duplicate_ids=on_duplicate_ids,
+                             block_bytes=block_bytes,
                              chunk_bytes=chunk_bytes, shard_bytes=shard_bytes,
                              compressor=compressor, scheduler=scheduler,
                              num_workers=num_workers, log=log)

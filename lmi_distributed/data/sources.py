@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .validation import DataError, first_few
+from .validation import DataError, check_real, describe_exc, first_few, to_float32
 
 __all__ = ["Source", "open_source", "detect_format", "FORMATS"]
 
@@ -122,6 +122,7 @@ def _dir_size(p: Path) -> int | None:
 def _as_2d_numeric(a, what: str):
     if a.ndim not in (1, 2):
         raise DataError(f"{what}: expected a 2-D matrix, got shape {a.shape}")
+    check_real(a.dtype, what)
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise DataError(f"{what}: expected numeric values, got dtype {a.dtype}")
     return a
@@ -148,24 +149,45 @@ class ArraySource(Source):
                 b = np.asarray(self.arr[start:stop])
         except Exception as exc:
             raise DataError(f"{self.format} input {self.path}: reading rows [{start}, {stop}) "
-                            f"failed ({type(exc).__name__}: {exc}); the file may be truncated "
+                            f"failed ({describe_exc(exc)}); the file may be truncated "
                             "or corrupt") from exc
-        return np.asarray(b, dtype=np.float32)
+        return to_float32(b, self._what(), start, self._columns(), self._row_ids(start, stop))
 
     def close(self) -> None:
         self._release(self.arr)
         self.arr = None
 
+    def _what(self) -> str:
+        return f"{self.format} input {self.path}" + (f" [{self.key}]" if self.key else "")
+
+    def _columns(self):
+        names = getattr(self, "column_names", None)
+        if names is None and self.var is not None and len(self.var) == self.n_cols:
+            names = self.var.index.astype(str).tolist()
+        return names
+
+    def _row_ids(self, start: int, stop: int):
+        return None if self.ids is None or len(self.ids) != self.n_rows else self.ids[start:stop]
+
 
 # ----------------------------------------------------------------------------- npy / npz
 
 
-def _read_header(f, version):
+def _read_header(f, version: tuple[int, int]):
+    """(shape, fortran_order, dtype) of an .npy header, with numpy's public readers only.
+
+    Version 3.0 differs from 2.0 only by utf-8 structured field names; a structured array is
+    not a numeric matrix, so it is refused here with a clear message.
+    """
     if version == (1, 0):
         return np.lib.format.read_array_header_1_0(f, max_header_size=1 << 20)
     if version == (2, 0):
         return np.lib.format.read_array_header_2_0(f, max_header_size=1 << 20)
-    return np.lib.format._read_array_header(f, version)  # 3.0: utf-8 field names
+    if version == (3, 0):
+        raise DataError("npy format version 3.0 (utf-8 field names of a structured array); "
+                        "save a plain numeric array instead")
+    raise DataError(f"unknown npy format version {version[0]}.{version[1]}; the header may be "
+                    "corrupt")
 
 
 class PreadArray:
@@ -250,8 +272,7 @@ def _open_npy(path: Path):
     except DataError as exc:
         raise DataError(f"npy input {path}: {exc}") from exc
     except Exception as exc:
-        raise DataError(f"npy input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
-                        "may be truncated or corrupt") from exc
+        raise DataError(f"npy input {path}: bad .npy header or data ({describe_exc(exc)}); the file may be truncated or corrupt") from exc
 
 
 def _npz_member(zf: zipfile.ZipFile, key: str | None, path: Path) -> tuple[str, str | None]:
@@ -317,10 +338,12 @@ def _open_npz(path: Path, key: str | None, spool_dir: Path) -> ArraySource:
                     pos += len(buf)
         zf.close()
         return ArraySource(_npy_pread(spool), path, "npz", key=key, ids=ids, cleanup=[spool])
-    except DataError:
-        raise
+    except DataError as exc:
+        if str(path) in str(exc):
+            raise
+        raise DataError(f"npz input {path} [{key}]: {exc}") from exc
     except Exception as exc:
-        raise DataError(f"npz input {path}: cannot read ({type(exc).__name__}: {exc}); the file "
+        raise DataError(f"npz input {path}: cannot read ({describe_exc(exc)}); the file "
                         "may be truncated or corrupt") from exc
 
 
@@ -341,24 +364,31 @@ class CSRSource(Source):
         self.path, self.format, self.key = Path(path), fmt, key
         self.ids, self.obs, self.var = ids, obs, var
         self._cleanup = list(cleanup)
+        check_real(getattr(data, "dtype", np.float32), f"{fmt} input {path} [{key}]")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         import scipy.sparse as sp
 
         a, b = int(self.indptr[start]), int(self.indptr[stop])
         try:
-            data = np.asarray(self.data[a:b], dtype=np.float32)
+            data = np.asarray(self.data[a:b])
+            if data.dtype.kind not in "fiub":
+                raise TypeError(f"non-numeric values of dtype {data.dtype}")
             ind = np.asarray(self.indices[a:b])
         except Exception as exc:
             raise DataError(f"{self.format} input {self.path} [{self.key}]: reading rows "
-                            f"[{start}, {stop}) failed ({type(exc).__name__}: {exc}); the file "
+                            f"[{start}, {stop}) failed ({describe_exc(exc)}); the file "
                             "may be truncated or corrupt") from exc
         if data.size != b - a or ind.size != b - a:
             raise DataError(f"{self.format} input {self.path} [{self.key}]: rows [{start}, {stop}) "
                             "are shorter than indptr says; the file is truncated or corrupt")
         m = sp.csr_matrix((data, ind, self.indptr[start:stop + 1] - a),
                           shape=(stop - start, self.n_cols))
-        return m.toarray()
+        names = self.var.index.astype(str).tolist() if self.var is not None and \
+            len(self.var) == self.n_cols else None
+        ids = self.ids[start:stop] if self.ids is not None and len(self.ids) == self.n_rows else None
+        return to_float32(m.toarray(), f"{self.format} input {self.path} [{self.key}]", start,
+                          names, ids)
 
     def close(self) -> None:
         self._release(self.data, self.indices)
@@ -409,7 +439,6 @@ def _csc_to_csr_spool(g, shape, path: Path, key: str, spool_dir: Path, block_nnz
 
 
 def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Source:
-    import anndata
     from anndata.io import read_elem
 
     key = key or "X"
@@ -429,14 +458,38 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{fmt} input {path}: cannot open ({type(exc).__name__}: {exc}); the file "
+        raise DataError(f"{fmt} input {path}: cannot open ({describe_exc(exc)}); the file "
                         "may be truncated or corrupt") from exc
+    try:
+        return _anndata_source(root, path, fmt, key, obs, var, spool_dir)
+    except DataError:
+        _close_quietly(root)
+        raise
+    except Exception as exc:
+        _close_quietly(root)
+        raise DataError(f"{fmt} input {path} [{key}]: cannot read ({describe_exc(exc)}); "
+                        "the file may be truncated or corrupt") from exc
+
+
+def _close_quietly(root) -> None:
+    """Close an h5py file (zarr groups have nothing to close)."""
+    try:
+        if hasattr(root, "close"):
+            root.close()
+    except Exception:
+        pass
+
+
+def _anndata_source(root, path: Path, fmt: str, key: str, obs, var, spool_dir: Path) -> Source:
+    """The Source of element ``key`` of an opened AnnData file (errors: see _open_anndata)."""
+    import anndata
+    import pandas as pd
+
     try:
         node = root[key]
     except KeyError:
         layers = list(root["layers"].keys()) if "layers" in root else []
         raise DataError(f"{fmt} input {path}: no element {key!r}; X and layers {layers}") from None
-    import pandas as pd
 
     if (obs is not None and not isinstance(obs, pd.DataFrame)) or \
             (var is not None and not isinstance(var, pd.DataFrame)):
@@ -451,7 +504,7 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
                 obs = pd.DataFrame(obs) if obs is not None else None
                 var = pd.DataFrame(var) if var is not None else None
         except Exception as exc:
-            raise DataError(f"{fmt} input {path}: cannot read obs/var ({exc})") from exc
+            raise DataError(f"{fmt} input {path}: cannot read obs/var ({describe_exc(exc)})") from exc
     ids = obs.index.astype(str).to_numpy() if obs is not None else None
     enc = node.attrs.get("encoding-type", None)
     if enc is None and "h5sparse_format" in node.attrs:  # old anndata sparse encoding
@@ -494,7 +547,7 @@ def _open_zarr(path: Path, key: str | None, spool_dir: Path) -> Source:
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as exc:
-        raise DataError(f"zarr input {path}: cannot open ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"zarr input {path}: cannot open ({describe_exc(exc)})") from exc
     if isinstance(node, zarr.Group):
         if node.attrs.get("encoding-type") == "anndata":
             return _open_anndata(path, "anndata-zarr", key, spool_dir)
@@ -511,6 +564,8 @@ def _open_zarr(path: Path, key: str | None, spool_dir: Path) -> Source:
             node = node[key]
         except KeyError:
             raise DataError(f"zarr input {path}: no array {key!r}") from None
+        except Exception as exc:
+            raise DataError(f"zarr input {path} [{key}]: cannot open ({describe_exc(exc)}); the store may be corrupt") from exc
     return ArraySource(node, path, "zarr", key=key)
 
 
@@ -586,10 +641,104 @@ def _split_columns(names: list[str], types: dict[str, str], id_column: str | Non
     return list(vector_columns), list(obs_columns)
 
 
-def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path) -> "ArraySource":
+STRAY_NUMERIC_FRACTION = 0.95  # a text column with at least this share of numbers is numeric
+
+
+def _complex_str(v: str) -> bool:
+    """True when ``v`` is the text of a complex number such as ``(1+2j)`` or ``3-1j``."""
+    try:
+        complex(v.strip().replace(" ", ""))
+    except (ValueError, TypeError):
+        return False
+    return "j" in v.lower()
+
+
+def _as_numbers(values, column: str, row0: int, what: str) -> np.ndarray:
+    """One vector column's values as a numeric array; DataError naming the column and the
+    first rows that hold text (or complex numbers) instead of real numbers."""
+    import pandas as pd
+
+    v = np.asarray(values)
+    if v.dtype.kind == "c":
+        check_real(v.dtype, f"{what}: column {column!r}")
+    if v.dtype.kind in "fiub":
+        return v
+    s = pd.Series(v, dtype=object)
+    num = pd.to_numeric(s, errors="coerce")
+    bad = np.flatnonzero(num.isna().to_numpy() & s.notna().to_numpy())
+    if bad.size:
+        vals = [s.iloc[i] for i in bad[:5]]
+        if all(isinstance(x, str) and _complex_str(x) for x in vals):
+            raise DataError(f"{what}: column {column!r} holds complex numbers (e.g. row "
+                            f"{row0 + bad[0]}: {vals[0]!r}); the store keeps real float32 numbers "
+                            "only: split real and imaginary parts into two columns")
+        raise DataError(f"{what}: column {column!r} has {bad.size} non-numeric values in rows "
+                        f"{first_few((bad + row0).tolist())}, values {first_few(vals)}; fix them "
+                        "or leave the column out of vector_columns")
+    return num.to_numpy(dtype=np.float64)
+
+
+class _StrayCheck:
+    """Auto-detect guard for tables: a text column that is mostly numbers is a mistake.
+
+    When the user did not name the vector columns, a numeric column with a stray string
+    (``"n/a"`` in row 57) is read as text and would silently become row metadata. Over all
+    batches this counts, per text column, the non-null values that parse as numbers; at the end,
+    a column with at least ``STRAY_NUMERIC_FRACTION`` (95 %) numbers but not all of them raises a
+    DataError naming the column and the first rows that did not parse. A text column of complex
+    numbers raises too. A column of text that all parses as numbers stays metadata (in Parquet
+    its writer chose a text type; in CSV pandas already reads it as a number).
+    """
+
+    def __init__(self, columns: Sequence[str], what: str) -> None:
+        self.what = what
+        self.n = {c: 0 for c in columns}
+        self.ok = {c: 0 for c in columns}
+        self.bad: dict[str, list] = {c: [] for c in columns}
+        self.maybe_complex = {c: True for c in columns}
+
+    def add(self, frame, row0: int) -> None:
+        import pandas as pd
+
+        for c in self.n:
+            s = frame[c]
+            nn = s.notna().to_numpy()
+            if not nn.any():
+                continue
+            text = s[nn].astype(str)
+            num = pd.to_numeric(text.str.strip(), errors="coerce").notna().to_numpy()
+            self.n[c] += int(nn.sum())
+            self.ok[c] += int(num.sum())
+            pos = np.flatnonzero(nn)[~num]
+            for i in pos[:max(0, 5 - len(self.bad[c]))]:
+                self.bad[c].append((row0 + int(i), s.iloc[int(i)]))
+            if self.maybe_complex[c] and pos.size:
+                self.maybe_complex[c] = all(_complex_str(str(s.iloc[int(i)])) for i in pos)
+
+    def finish(self) -> None:
+        for c, n in self.n.items():
+            if not n or self.ok[c] == n:
+                continue
+            rows = [r for r, _ in self.bad[c]]
+            vals = [v for _, v in self.bad[c]]
+            if self.maybe_complex[c]:
+                raise DataError(f"{self.what}: column {c!r} holds complex numbers (e.g. row "
+                                f"{rows[0]}: {vals[0]!r}); the store keeps real float32 numbers "
+                                "only: split real and imaginary parts into two columns")
+            if self.ok[c] >= STRAY_NUMERIC_FRACTION * n:
+                raise DataError(
+                    f"{self.what}: column {c!r} looks numeric ({self.ok[c]} of {n} values are "
+                    f"numbers) but {n - self.ok[c]} are not, in rows {first_few(rows)}: "
+                    f"{first_few(vals)}; it would silently become row metadata instead of a "
+                    "feature. Fix those values, or name the columns: vector_columns=[...] "
+                    "(--vector-columns) and obs_columns=[...] (--obs-columns)")
+
+
+def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path,
+                 check: "_StrayCheck | None" = None) -> "ArraySource":
     """Spool ``(block (rows, d) float32, ids (rows,) or None, obs DataFrame or None)`` batches of
     a table to a temporary .npy and wrap it as an :class:`ArraySource`. A read error removes the
-    spool and becomes a :class:`DataError` naming the file."""
+    spool and becomes a :class:`DataError` naming the file; ``check.finish()`` runs at the end."""
     import pandas as pd
 
     spool = _Spool(spool_dir, kind)
@@ -601,12 +750,14 @@ def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path) -> 
                 ids.append(id_chunk)
             if obs_chunk is not None:
                 obs_parts.append(obs_chunk)
+        if check is not None:
+            check.finish()
     except DataError:
         spool.finish(); _rm(spool.path)
         raise
     except Exception as exc:
         spool.finish(); _rm(spool.path)
-        raise DataError(f"{what}: reading failed ({type(exc).__name__}: {exc}); the file may be "
+        raise DataError(f"{what}: reading failed ({describe_exc(exc)}); the file may be "
                         "truncated or corrupt") from exc
     arr = spool.finish()
     obs = pd.concat(obs_parts, ignore_index=True) if obs_parts else None
@@ -614,100 +765,182 @@ def _spool_table(batches, path: Path, kind: str, what: str, spool_dir: Path) -> 
                        obs=obs, cleanup=[spool.path])
 
 
-def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+def _stray_columns(names, types, id_column, vector_columns, obs_columns, text_types) -> list[str]:
+    """Text columns to guard in auto-detect mode (not named by the user as id or obs)."""
+    if vector_columns is not None:
+        return []
+    named = set([id_column] + list(obs_columns or []))
+    return [c for c in names if types[c] == "other" and c not in named and c in text_types]
+
+
+def _parquet_types(schema) -> tuple[dict[str, str], set[str]]:
     import pyarrow as pa
+
+    types, text = {}, set()
+    for f in schema:
+        t = f.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            types[f.name] = "list"
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            types[f.name] = "num"
+        else:
+            types[f.name] = "other"
+            if pa.types.is_string(t) or pa.types.is_large_string(t) or \
+                    (pa.types.is_dictionary(t) and pa.types.is_string(t.value_type)):
+                text.add(f.name)
+    return types, text
+
+
+def _parquet_list_block(col, name: str, row0: int, what: str) -> np.ndarray:
     import pyarrow.compute as pc
+
+    if col.null_count:
+        bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False)) + row0
+        raise DataError(f"{what}: {bad.size} rows have a null vector in column "
+                        f"{name!r}; first rows: {first_few(bad)}")
+    lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if lens.size and (lens != lens[0]).any():
+        bad = np.flatnonzero(lens != lens[0]) + row0
+        raise DataError(f"{what}: vectors in column {name!r} differ in length "
+                        f"({lens[0]} vs {lens[lens != lens[0]][0]}); first rows: "
+                        f"{first_few(bad)}")
+    flat = _as_numbers(pc.list_flatten(col).to_numpy(zero_copy_only=False), name, row0, what)
+    return flat.reshape(len(col), -1)
+
+
+def _open_parquet(path: Path, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+    """Parquet table: page checksums verified where the file has them, each row group's row
+    count checked against the file metadata, decode errors named by file and row group."""
     import pyarrow.parquet as pq
 
     what = f"parquet input {path}"
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        meta = pf.metadata
         schema = pf.schema_arrow
     except Exception as exc:
-        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc}); the file may be "
+        raise DataError(f"{what}: cannot read ({describe_exc(exc)}); the file may be "
                         "truncated or corrupt") from exc
     names = list(schema.names)
-    types = {}
-    for f in schema:
-        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type):
-            types[f.name] = "list"
-        elif pa.types.is_integer(f.type) or pa.types.is_floating(f.type):
-            types[f.name] = "num"
-        else:
-            types[f.name] = "other"
+    types, text = _parquet_types(schema)
     vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
+    check = _StrayCheck(_stray_columns(names, types, id_column, vector_columns, obs_columns,
+                                       text), what)
+    is_list = len(vcols) == 1 and types[vcols[0]] == "list"
+
+    def convert(batch, row0: int):
+        if is_list:
+            block = _parquet_list_block(batch.column(vcols[0]), vcols[0], row0, what)
+            cols = [f"{vcols[0]}[{j}]" for j in range(block.shape[1])]
+        else:
+            block = np.column_stack([
+                _as_numbers(batch.column(c).to_numpy(zero_copy_only=False), c, row0, what)
+                for c in vcols])
+            cols = vcols
+        ids = None if id_column is None else \
+            batch.column(id_column).to_numpy(zero_copy_only=False).astype(str)
+        if check.n:
+            check.add(batch.select(list(check.n)).to_pandas(), row0)
+        return (to_float32(block, what, row0, cols, ids), ids,
+                batch.select(ocols).to_pandas() if ocols else None)
+
     def batches():
         row0 = 0
-        for batch in pf.iter_batches(batch_size=8192):
-            if len(vcols) == 1 and types[vcols[0]] == "list":
-                col = batch.column(vcols[0])
-                if col.null_count:
-                    bad = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False)) + row0
-                    raise DataError(f"{what}: {bad.size} rows have a null vector in column "
-                                    f"{vcols[0]!r}; first rows: {first_few(bad)}")
-                lens = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-                if lens.size and (lens != lens[0]).any():
-                    bad = np.flatnonzero(lens != lens[0]) + row0
-                    raise DataError(f"{what}: vectors in column {vcols[0]!r} differ in length "
-                                    f"({lens[0]} vs {lens[lens != lens[0]][0]}); first rows: "
-                                    f"{first_few(bad)}")
-                flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-                block = flat.astype(np.float32, copy=False).reshape(len(batch), -1)
-            else:
-                block = np.column_stack([
-                    batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
-                    for c in vcols])
-            yield (block,
-                   None if id_column is None
-                   else batch.column(id_column).to_numpy(zero_copy_only=False).astype(str),
-                   batch.select(ocols).to_pandas() if ocols else None)
-            row0 += len(batch)
+        for rg in range(pf.num_row_groups):
+            expected = meta.row_group(rg).num_rows
+            got = 0
+            try:
+                for batch in pf.iter_batches(batch_size=8192, row_groups=[rg]):
+                    out = convert(batch, row0 + got)
+                    got += len(batch)
+                    yield out
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(f"{what}: row group {rg} (rows {row0}..{row0 + expected - 1}) "
+                                f"cannot be decoded ({describe_exc(exc)}); the file is "
+                                "corrupt or truncated") from exc
+            if got != expected:
+                raise DataError(f"{what}: row group {rg} gave {got} rows but the file metadata "
+                                f"says {expected}; the file is corrupt")
+            row0 += got
+        if row0 != meta.num_rows:
+            raise DataError(f"{what}: read {row0} rows but the file metadata says "
+                            f"{meta.num_rows}; the file is corrupt")
 
-    src = _spool_table(batches(), path, "parquet", what, spool_dir)
+    src = _spool_table(batches(), path, "parquet", what, spool_dir, check)
     src.key = ",".join(vcols) if len(vcols) <= 4 else f"{vcols[0]}..{vcols[-1]} ({len(vcols)} columns)"
     return src
 
 
+def _csv_types(head) -> tuple[dict[str, str], set[str]]:
+    import pandas as pd
+
+    types, text = {}, set()
+    for c in head.columns:
+        s = head[c]
+        if pd.api.types.is_numeric_dtype(s):
+            types[str(c)] = "num"
+        elif s.dtype == object and len(s.dropna()) and \
+                s.dropna().astype(str).str.strip().str.startswith("[").all():
+            types[str(c)] = "list"
+        else:
+            types[str(c)] = "other"
+            if s.dtype == object:
+                text.add(str(c))
+    return types, text
+
+
 def _open_csv(path: Path, sep: str, id_column, vector_columns, obs_columns, spool_dir: Path) -> Source:
+    """CSV/TSV table, streamed in chunks; parse errors and text in vector columns are named by
+    file, column and row."""
     import pandas as pd
 
     what = f"{'tsv' if sep == chr(9) else 'csv'} input {path}"
     try:
         head = pd.read_csv(path, sep=sep, nrows=50)
     except Exception as exc:
-        raise DataError(f"{what}: cannot read ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{what}: cannot read ({describe_exc(exc)})") from exc
     names = [str(c) for c in head.columns]
-    types = {}
-    for c in head.columns:
-        s = head[c]
-        if pd.api.types.is_numeric_dtype(s):
-            types[str(c)] = "num"
-        elif s.dtype == object and s.dropna().astype(str).str.strip().str.startswith("[").all() and len(s.dropna()):
-            types[str(c)] = "list"
-        else:
-            types[str(c)] = "other"
+    types, text = _csv_types(head)
     vcols, ocols = _split_columns(names, types, id_column, vector_columns, obs_columns, what)
-    dtypes = {c: str for c in ocols}
+    check = _StrayCheck(_stray_columns(names, types, id_column, vector_columns, obs_columns,
+                                       text), what)
+    dtypes = {c: str for c in set(ocols) | set(check.n)}
     if id_column is not None:
         dtypes[id_column] = str
+    is_list = len(vcols) == 1 and types[vcols[0]] == "list"
+
+    def convert(chunk, row0: int):
+        if is_list:
+            block = _parse_vector_strings(chunk[vcols[0]].to_numpy(), what)
+            cols = [f"{vcols[0]}[{j}]" for j in range(block.shape[1])]
+        else:
+            block = np.column_stack([_as_numbers(chunk[c].to_numpy(), c, row0, what)
+                                     for c in vcols])
+            cols = vcols
+        ids = None if id_column is None else chunk[id_column].astype(str).to_numpy()
+        if check.n:
+            check.add(chunk, row0)
+        return (to_float32(block, what, row0, cols, ids), ids,
+                chunk[ocols].reset_index(drop=True) if ocols else None)
 
     def batches():
         row0 = 0
-        for chunk in pd.read_csv(path, sep=sep, chunksize=8192, dtype=dtypes):
-            if len(vcols) == 1 and types[vcols[0]] == "list":
-                block = _parse_vector_strings(chunk[vcols[0]].to_numpy(), what)
-            else:
-                try:
-                    block = chunk[vcols].to_numpy(dtype=np.float32)
-                except (ValueError, TypeError) as exc:
-                    raise DataError(f"{what}: non-numeric value in vector columns near rows "
-                                    f"{row0}..{row0 + len(chunk)} ({exc})") from exc
-            yield (block,
-                   None if id_column is None else chunk[id_column].astype(str).to_numpy(),
-                   chunk[ocols].reset_index(drop=True) if ocols else None)
+        reader = pd.read_csv(path, sep=sep, chunksize=8192, dtype=dtypes)
+        while True:
+            try:
+                chunk = next(reader)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise DataError(f"{what}: cannot parse the file after data row {row0} "
+                                f"({describe_exc(exc)}); the file may be truncated or "
+                                "corrupt") from exc
+            yield convert(chunk, row0)
             row0 += len(chunk)
 
-    return _spool_table(batches(), path, "csv" if sep == "," else "tsv", what, spool_dir)
+    return _spool_table(batches(), path, "csv" if sep == "," else "tsv", what, spool_dir, check)
 
 
 def _rm(p: Path) -> None:
@@ -750,6 +983,17 @@ def open_source(
         raise DataError(f"input {path} does not exist")
     fmt = (format or detect_format(path)).lower()
     spool = Path(spool_dir) if spool_dir is not None else path.parent
+    try:
+        return _open_format(path, fmt, key, id_column, vector_columns, obs_columns, spool)
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # a library error the readers did not name: name the file
+        raise DataError(f"{fmt} input {path}: cannot read ({describe_exc(exc)}); the "
+                        "file may be truncated or corrupt") from exc
+
+
+def _open_format(path: Path, fmt: str, key, id_column, vector_columns, obs_columns,
+                 spool: Path) -> Source:
     if fmt == "npy":
         arr = _open_npy(path)
         return ArraySource(arr, path, "npy")

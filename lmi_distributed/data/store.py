@@ -27,14 +27,25 @@ with lz4 or zstd) and lz4 decodes 2-3x faster than zstd; "zstd" and "none" are o
 Writes are atomic per matrix: data goes to a staging directory that is renamed into place
 only after every array, the metadata and the attrs are written; a fresh store is staged next to
 its final path and renamed as a whole. A failed write leaves no matrix (and no store) behind.
+
+A writer that is killed (SIGKILL, node loss) cannot clean up, so every staging directory holds
+an owner file (``lmi_writer.json``: pid, host, start time). :func:`clean_stale_staging` -- run by
+:func:`open_store` (the store's ``.staging/``) and by every write (also the sibling
+``.<store>.staging-*`` / ``.<store>.spool-*`` directories) -- removes an entry when its owner is
+provably gone: same host and the pid is not running; or, when the owner is on another host or
+the owner file is missing, when it is older than :data:`STALE_STAGING_SECONDS` (24 h; no ingest
+comes close). ``trash-*`` entries (an overwritten matrix on its way out) are always removed.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import shutil
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +67,10 @@ __all__ = [
     "open_store",
     "write_matrix",
     "ID_COLUMN",
+    "clean_stale_staging",
+    "provenance_digest",
+    "matrix_identity",
+    "STALE_STAGING_SECONDS",
 ]
 
 STORE_VERSION = 1  # major: readers refuse other majors
@@ -64,6 +79,9 @@ ID_COLUMN = "__lmi_id__"
 FEATURE_COLUMN = "__lmi_feature__"
 _ROOT_KEY = "lmi_distributed_store_version"
 _MATRIX_KEY = "lmi_distributed_matrix"
+
+OWNER_FILE = "lmi_writer.json"
+STALE_STAGING_SECONDS = 24 * 3600  # staging owned by another host (or unowned) older than this
 
 DEFAULT_CHUNK_BYTES = 128 * 1024
 DEFAULT_SHARD_BYTES = 16 * 2**20
@@ -241,6 +259,16 @@ class MatrixHandle:
     def info(self) -> dict:
         return dict(self._attrs[_MATRIX_KEY])
 
+    def identity(self) -> dict:
+        """What identifies this matrix's data: ``{"uid", "shape", "provenance_digest"}``.
+
+        ``uid`` is new for every write (a re-ingest or overwrite of the same name gets a new
+        one); ``provenance_digest`` is :func:`provenance_digest` of the stored provenance. JSON
+        types only, so a study fingerprint can hash it.
+        """
+        return {"uid": self.uid, "shape": [int(self.shape[0]), int(self.shape[1])],
+                "provenance_digest": provenance_digest(self.provenance)}
+
     @property
     def array(self):
         """The underlying zarr.Array (opened read-only on first use)."""
@@ -381,6 +409,7 @@ class Store:
         self.attrs = _root_attrs(self.path)
         _check_version(self.path, self.attrs)
         self._handles: dict[str, MatrixHandle] = {}
+        clean_stale_staging(self.path, siblings=False)
 
     def __reduce__(self):
         return (open_store, (str(self.path),))
@@ -438,8 +467,99 @@ class Store:
 
 
 def open_store(path: str | os.PathLike) -> Store:
-    """Open a store read-only. Raises DataError if missing, not a store, or another major version."""
+    """Open a store read-only. Raises DataError if missing, not a store, or another major version.
+
+    Also removes stale ``.staging`` debris of killed writers (see :func:`clean_stale_staging`).
+    """
     return Store(path)
+
+
+def provenance_digest(provenance: Mapping[str, Any] | None) -> str:
+    """A stable SHA-256 hex digest of a provenance dict (JSON with sorted keys)."""
+    text = json.dumps(_jsonable(dict(provenance or {})), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def matrix_identity(store: "Store | str | os.PathLike", name: str) -> dict:
+    """``open_store(store).matrix(name).identity()``: uid, shape and provenance digest."""
+    st = store if isinstance(store, Store) else open_store(store)
+    return st.matrix(name).identity()
+
+
+# --------------------------------------------------------------------------- staging debris
+
+
+def _write_owner(directory: Path) -> None:
+    """Mark ``directory`` as being written by this process (see the module docstring)."""
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    (directory / OWNER_FILE).write_text(json.dumps(info))
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def _is_stale(entry: Path, now: float, max_age: float) -> bool:
+    """True when staging ``entry`` belongs to no live writer (rule in the module docstring)."""
+    if entry.name.startswith("trash-"):
+        return True
+    marker = entry / OWNER_FILE
+    try:
+        info = json.loads(marker.read_text())
+        pid, host = int(info["pid"]), str(info["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        info = None
+    if info is not None and host == socket.gethostname():
+        return not _pid_running(pid)
+    try:
+        age = now - (marker if info is not None else entry).stat().st_mtime
+    except OSError:
+        return False
+    return age > max_age
+
+
+def clean_stale_staging(
+    store_path: str | os.PathLike,
+    *,
+    siblings: bool = True,
+    max_age: float = STALE_STAGING_SECONDS,
+) -> list[Path]:
+    """Remove staging debris of killed writers of the store at ``store_path``; best effort.
+
+    Looks at ``<store>/.staging/*`` and, with ``siblings``, at ``.<store>.staging-*`` and
+    ``.<store>.spool-*`` beside the store. Returns the removed paths. Never raises (a read-only
+    store is left as it is).
+    """
+    store = Path(store_path)
+    now = time.time()
+    cands: list[Path] = []
+    try:
+        if (store / ".staging").is_dir():
+            cands += list((store / ".staging").iterdir())
+        if siblings and store.parent.is_dir():
+            pre = (f".{store.name}.staging-", f".{store.name}.spool-")
+            cands += [p for p in store.parent.iterdir() if p.name.startswith(pre)]
+    except OSError:
+        return []
+    removed = []
+    for entry in cands:
+        if entry.is_dir() and _is_stale(entry, now, max_age):
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                removed.append(entry)
+    try:
+        (store / ".staging").rmdir()  # only when empty
+    except OSError:
+        pass
+    return removed
 
 
 # --------------------------------------------------------------------------- writing
@@ -485,6 +605,7 @@ class MatrixWriter:
         self.uid = uuid.uuid4().hex
         self._finished = False
         token = uuid.uuid4().hex[:12]
+        clean_stale_staging(self.store_path)
         empty_dir = self.store_path.is_dir() and not any(self.store_path.iterdir())
         if self.store_path.exists() and not empty_dir:
             attrs = _root_attrs(self.store_path)
@@ -495,6 +616,7 @@ class MatrixWriter:
             self.new_store = False
             self.stage_root = self.store_path / ".staging" / token
             self.stage_root.mkdir(parents=True)
+            _write_owner(self.stage_root)
             self.matrix_dir = self.stage_root / name
         else:
             self.new_store = True
@@ -507,6 +629,7 @@ class MatrixWriter:
                             "created_at": _now()},
             )
             root.create_group("matrices")
+            _write_owner(self.stage_root)
             self.matrix_dir = self.stage_root / "matrices" / name
         try:
             self.group = zarr.open_group(
@@ -596,6 +719,7 @@ class MatrixWriter:
         final = self.store_path / "matrices" / self.name
         if self.new_store:
             try:
+                (self.stage_root / OWNER_FILE).unlink(missing_ok=True)
                 os.rename(self.stage_root, self.store_path)
                 return
             except OSError:

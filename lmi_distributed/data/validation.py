@@ -19,7 +19,15 @@ __all__ = [
     "check_finite",
     "check_name",
     "check_min_samples",
+    "check_real",
+    "describe_exc",
+    "to_float32",
+    "F32_MAX",
+    "F32_TINY",
 ]
+
+F32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38
+F32_TINY = float(np.finfo(np.float32).tiny)  # 1.1754944e-38, smallest normal float32
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -77,3 +85,70 @@ def check_min_samples(n: int, min_samples: int, what: str) -> None:
         raise DataError(
             f"{what}: only {n} joint samples, the estimator needs at least {min_samples}"
         )
+
+
+def check_real(dtype, what: str) -> None:
+    """Raise DataError when ``dtype`` is complex: the store holds real float32 values only."""
+    if np.dtype(dtype).kind == "c":
+        raise DataError(f"{what}: holds complex values (dtype {np.dtype(dtype)}); the store keeps "
+                        "real float32 numbers only. Convert first, e.g. store the real and "
+                        "imaginary parts as separate columns, or the magnitude (np.abs)")
+
+
+def _column_name(columns: Sequence | None, j: int) -> str:
+    if columns is not None and j < len(columns):
+        return repr(str(columns[j]))
+    return str(j)
+
+
+def to_float32(
+    block,
+    what: str,
+    row0: int = 0,
+    columns: Sequence | None = None,
+    row_labels: Sequence | np.ndarray | None = None,
+) -> np.ndarray:
+    """Cast a block to float32, refusing values that float32 cannot hold.
+
+    A finite value with ``|v| > 3.4e38`` would become inf, and a non-zero value with
+    ``|v| < 1.18e-38`` would become 0 or a subnormal (losing its digits, possibly making a
+    column constant); either raises DataError naming ``what``, the column (name from
+    ``columns``, else index), the first rows (``row0`` + position; ``row_labels`` = ids of the
+    block's rows, shown when given) and how to fix it. Complex values raise too. Values that fit
+    are returned unchanged (as float32).
+    """
+    b = np.asarray(block)
+    check_real(b.dtype, what)
+    if b.dtype.kind == "f" and b.dtype.itemsize > 4 and b.size:
+        with np.errstate(invalid="ignore", over="ignore"):
+            a = np.abs(b)
+            over = np.isfinite(a) & (a > F32_MAX)
+            under = (a > 0) & (a < F32_TINY)
+        b2 = b if b.ndim == 2 else b.reshape(len(b), -1)
+        for mask, problem, fix in (
+            (over, "finite values beyond float32's range (|v| > 3.4e38) that would become inf",
+             "divide the column by a constant"),
+            (under, "non-zero values below float32's normal range (|v| < 1.18e-38) that would "
+                    "become 0 or lose precision", "multiply the column by a constant"),
+        ):
+            if mask.any():
+                m2 = mask.reshape(b2.shape)
+                j = int(np.flatnonzero(m2.any(axis=0))[0])
+                rows = np.flatnonzero(m2[:, j])
+                shown = first_few((rows + row0).tolist())
+                if row_labels is not None:
+                    shown += f" (ids {first_few(np.asarray(row_labels)[rows[:5]].tolist())})"
+                raise DataError(
+                    f"{what}: column {_column_name(columns, j)} holds {problem}, in rows "
+                    f"{shown}, e.g. {float(b2[rows[0], j])!r}. The store keeps float32: rescale "
+                    f"the input ({fix}, e.g. 1e30) before ingest")
+    return b.astype(np.float32, copy=False)
+
+
+def describe_exc(exc: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` of a library exception on one line (whitespace collapsed), at most
+    ``limit`` characters, for embedding in a DataError message."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
