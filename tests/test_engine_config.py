@@ -41,6 +41,8 @@ def test_valid_and_defaults_are_the_papers():
     ({"estimator": {"restore_best": "maybe"}}, "estimator.restore_best", "boolean"),
     ({"estimator": {"epochs": 3}}, "estimator.epochs", "unknown key"),
     ({"estimator": {"device": "cuda"}}, "estimator", "set per worker by the engine"),
+    ({"variables": [{"name": "A", "matrix": "m", "where": "x / 0 > 1"}, "B"]}, "variables[0].where", "zero"),
+    ({"variables": [{"name": "A", "matrix": "m", "where": "'a' * 10**9 == 'a'"}, "B"]}, "variables[0].where", "variable 'A'"),
     ({"replicates": 0}, "replicates", "greater than or equal to 1"),
     ({"nulls": {"latent_permutations": -5}}, "nulls.latent_permutations", "greater than or equal to 0"),
     ({"pairing": {"rule": "magic"}}, "pairing.rule", "'aligned', 'join' or 'grouped'"),

@@ -325,6 +325,22 @@ def _check_pairing(cfg: StudyConfig) -> list[str]:
     return []
 
 
+def _check_filters(cfg: StudyConfig) -> list[str]:
+    """Each variable's ``where`` filter, checked without data (syntax, allowed forms, sizes,
+    literal zero divisors) so a bad filter fails at config load, before any store is read."""
+    from lmi_distributed.data import FilterError, validate_filter
+
+    errs = []
+    for i, v in enumerate(cfg.variables):
+        if v.where is None:
+            continue
+        try:
+            validate_filter(v.where, f"variable {v.name!r}")
+        except FilterError as exc:
+            errs.append(f"  variables[{i}].where: {exc}")
+    return errs
+
+
 def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
     """Validate a dict as a study; raise ConfigError naming each bad key path."""
     if not isinstance(raw, dict):
@@ -336,7 +352,7 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    errs = _check_references(cfg) + _check_pairing(cfg)
+    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg)
     if errs:
         raise ConfigError(f"{source}: {len(errs)} problem(s)\n" + "\n".join(errs))
     return cfg
