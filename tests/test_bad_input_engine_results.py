@@ -84,11 +84,19 @@ def _truncate(p: Path) -> None:
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
-def _scribble(p: Path) -> None:
+def _scribble(p: Path, mid: int | None = None) -> None:
+    """Overwrite 32 bytes around ``mid`` (default: the middle of the file)."""
     b = bytearray(p.read_bytes())
-    mid = len(b) // 2
+    mid = len(b) // 2 if mid is None else mid
     b[mid - 16: mid + 16] = b"\xa5" * 32
     p.write_bytes(bytes(b))
+
+
+def _scribble_pages(p: Path) -> None:
+    """Overwrite 32 bytes in the middle of the data pages (between the magic and the footer)."""
+    raw = p.read_bytes()
+    footer_start = len(raw) - 8 - int.from_bytes(raw[-8:-4], "little")
+    _scribble(p, (4 + footer_start) // 2)
 
 
 def _empty(p: Path) -> None:
@@ -108,8 +116,9 @@ def _foreign(p: Path) -> None:
     ResultStore(p.parent.parent).write_part(recs[0]["batch_id"], recs, fingerprint="0123456789abcdef0123")
 
 
-@pytest.mark.parametrize("damage", [_truncate, _scribble, _empty, _garbage, _foreign],
-                         ids=["truncated-half", "bytes-overwritten", "empty", "not-parquet", "other-study"])
+@pytest.mark.parametrize("damage", [_truncate, _scribble_pages, _scribble, _empty, _garbage, _foreign],
+                         ids=["truncated-half", "data-bytes-overwritten", "middle-bytes-overwritten", "empty",
+                              "not-parquet", "other-study"])
 def test_damaged_part_moved_aside_and_only_its_tasks_rerun(study, damage):
     _, _, base_pairs = study
     cfg, rs = _copy(study, f"part-{damage.__name__}")

@@ -278,7 +278,8 @@ class ResultStore:
         table = table.replace_schema_metadata(meta)
         final = self.tasks_dir / part_name(batch_id, [r["key"] for r in rows])
         tmp = self.tasks_dir / f".tmp-{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, tmp, write_page_checksum=True)
+        # page CRCs catch changed data pages; no statistics, whose bytes no reader would check
+        pq.write_table(table, tmp, write_page_checksum=True, write_statistics=False)
         os.replace(tmp, final)
         self._part_cache.pop(final, None)
         return final
