@@ -233,3 +233,16 @@ def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
     pairs = aggregate_pairs(rs.read_tasks(), cfg)
     assert pairs.loc[0, "status"] == "degenerate" and np.isnan(pairs.loc[0, "estimate"])
     assert pairs.loc[0, "detail"] == "replicate 0: collapsed latents; 0 of 1 replicate(s) ok"
+
+
+def test_init_without_identity_keeps_the_recorded_one(tmp_path):
+    cfg = _cfg()
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    ident = {"A": {"uid": "u1", "shape": [100, 3], "provenance_digest": "p"}}
+    rs = ResultStore(tmp_path / "out")
+    rs.init(cfg, identity=ident)
+    rs.write_part(plan.batches[0].batch_id, _fake_records(plan.batches[0]))
+    other = ResultStore(tmp_path / "out")
+    assert other.init(cfg) is True and other.fingerprint == rs.fingerprint
+    assert other.finished_keys() == {t.key for t in plan.batches[0].tasks}
+    assert json.loads(other.meta_path.read_text())["data_identity"] == ident

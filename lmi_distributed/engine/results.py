@@ -167,8 +167,6 @@ class ResultStore:
         or when ``study.json`` is damaged and the parts cannot show they belong to this study.
         """
         fp = config.fingerprint()
-        sfp = study_fingerprint(fp, identity)
-        resuming = False
         try:
             old = self._read_meta()
         except DamagedResultError as exc:
@@ -176,7 +174,10 @@ class ResultStore:
             if overwrite:
                 self.clear()
             else:
-                self._recover_meta(str(exc), sfp, log)
+                self._recover_meta(str(exc), study_fingerprint(fp, identity), log)
+        if identity is None and old is not None and old.get("fingerprint") == fp:
+            identity = old.get("data_identity")  # not checked by this caller: keep the recorded one
+        sfp = study_fingerprint(fp, identity)
         if old is not None:
             if old.get("fingerprint") != fp:
                 if not overwrite:
