@@ -2,7 +2,10 @@
 
 ``mi_matrix`` lays the pairs table out as a variables x variables matrix (bits); the heatmap
 marks cells whose BH q <= alpha with a star; the HTML page embeds it and the pairs table
-(estimate vs truth when the truth is known).
+(estimate vs truth when the truth is known). Pairs whose ``status`` is not ``ok`` are shown, not
+hidden: a "Flagged pairs" section lists each with its status and why, and a partial study (not
+every task stored) carries a warning at the top. Files are written under a temporary name and
+renamed into place.
 """
 from __future__ import annotations
 
@@ -74,14 +77,20 @@ def plot_heatmap(pairs, path: str | Path, title: str = "LMI (bits)") -> Path:
     ax.set_title(title + ("  (* q <= alpha; [truth])" if T is not None else "  (* q <= alpha)"), fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    _save_fig(fig, path)
     plt.close(fig)
     return path
 
 
+def _save_fig(fig, path: Path) -> None:
+    tmp = path.parent / f".tmp-{path.name}"
+    fig.savefig(tmp, dpi=110, format="png")
+    tmp.replace(path)
+
+
 def plot_truth(pairs, path: str | Path) -> Path | None:
     """Scatter of estimate (± SEM) against the known MI (bits); None when no truth is known."""
-    if "truth" not in pairs or pairs["truth"].isna().all():
+    if "truth" not in pairs or pairs["truth"].isna().all() or pairs["estimate"].isna().all():
         return None
     import matplotlib
 
@@ -100,7 +109,7 @@ def plot_truth(pairs, path: str | Path) -> Path | None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    _save_fig(fig, path)
     plt.close(fig)
     return path
 
@@ -123,11 +132,12 @@ def write_report(out_dir: str | Path, pairs, summary: dict) -> Path:
     if tpng is not None:
         tb64 = base64.b64encode(tpng.read_bytes()).decode()
         truth_html = f'<h2>Estimate vs truth</h2><img alt="estimate vs truth" src="data:image/png;base64,{tb64}">'
-    cols = ["x", "y", "n", "replicates", "estimate", "sem"] + (["truth"] if "truth" in pairs else []) + [
+    cols = ["x", "y"] + (["status"] if "status" in pairs else []) + ["n", "replicates", "estimate", "sem"] + (["truth"] if "truth" in pairs else []) + [
         "null", "null_mean", "null_sd", "p_latent", "p_shuffle", "p", "q", "z", "significant"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr" + (' class="sig"' if r["significant"] else "") + ">"
+        "<tr" + (' class="sig"' if r["significant"] else (' class="flag"' if r.get("status", "ok") != "ok" else ""))
+        + ">"
         + "".join(f"<td>{_fmt(r[c])}</td>" for c in cols) + "</tr>"
         for r in pairs.to_dict(orient="records"))
     run = summary.get("run", {})
@@ -140,13 +150,17 @@ def write_report(out_dir: str | Path, pairs, summary: dict) -> Path:
     }
     if summary.get("truth_mae_bits") is not None:
         facts["mean |estimate − truth| (bits)"] = f"{summary['truth_mae_bits']:.3f}"
+    if summary.get("q_values"):
+        facts["q-values"] = summary["q_values"]
     fact_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts.items())
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(str(summary.get('study')))} — LMI study</title>
 <style>body{{font-family:sans-serif;margin:1.5em;max-width:1100px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} tr.sig td{{background:#e8f6e8}}
+tr.flag td{{background:#fbeaea}} .warn{{background:#fff3cd;border:1px solid #e0c060;padding:6px}}
 .facts th{{text-align:left}}</style></head><body>
 <h1>{html.escape(str(summary.get('study')))}</h1>
+{_warning_html(summary)}
 <p>{html.escape(str(summary.get('description', '')))}</p>
 <p>Latent mutual information (LMI) per pair, in bits: mean over replicates ± SEM; permutation
 p = (1 + #&#123;null ≥ estimate&#125;) / (1 + n_null) against the null named in the <i>null</i> column
@@ -156,7 +170,38 @@ shuffled and the network trained anew); q: Benjamini–Hochberg over the study's
 <h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
 {truth_html}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
+{_flagged_html(pairs)}
 </body></html>"""
     path = out / "report.html"
-    path.write_text(page)
+    tmp = out / ".tmp-report.html"
+    tmp.write_text(page)
+    tmp.replace(path)
     return path
+
+
+def _warning_html(summary: dict) -> str:
+    """The partial-study banner ('' for a complete study)."""
+    if summary.get("complete", True):
+        return ""
+    text = summary.get("q_values") or "partial study: not every task is stored; rerun to finish"
+    return f'<p class="warn"><b>Partial results.</b> q-values {html.escape(str(text))}.</p>'
+
+
+def _flagged_html(pairs) -> str:
+    """A section listing every pair whose status is not ok, and why ('' when none)."""
+    if "status" not in pairs:
+        return ""
+    bad = pairs[pairs["status"] != "ok"]
+    if not len(bad):
+        return ""
+    rows = "".join(_flag_row(r) for r in bad.to_dict(orient="records"))
+    return (f'<h2 id="flagged">Flagged pairs ({len(bad)})</h2><p>No estimate is reported for these pairs; '
+            "they are left out of the q-values and of any ranking.</p>"
+            f"<table><tr><th>pair</th><th>status</th><th>ok replicates</th><th>why</th></tr>{rows}</table>")
+
+
+def _flag_row(r: dict) -> str:
+    pair = r.get("pair") or f"{r['x']}~{r['y']}"
+    cells = [html.escape(str(pair)), html.escape(str(r["status"])), _fmt(r.get("n_ok_replicates", ""))]
+    why = html.escape(str(r.get("detail", "")))
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + f'<td style="text-align:left">{why}</td></tr>'

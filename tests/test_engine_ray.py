@@ -164,3 +164,19 @@ def test_driver_killed_then_rerun(baseline, tiny, ray_local):
     _assert_complete(cfg)
     got = pd.read_parquet(Path(cfg.output.path) / "pairs.parquet")
     pd.testing.assert_frame_equal(got, pairs, check_exact=True)
+
+
+def test_partial_run_says_so_then_resume_completes(baseline, tiny):
+    _, _, pairs = baseline
+    cfg = _cfg(tiny, "partial")
+    s = _run(cfg, max_batches=1)
+    assert s["complete"] is False and s["run"]["complete"] is False
+    assert 0 < s["n_tasks_stored"] < 12 and s["n_tasks_planned"] == 12
+    assert s["q_values"] == (f"partial: computed over {s['n_pairs_ok']} of 3 pairs ({s['n_tasks_stored']} of 12 "
+                             "tasks stored); rerun to finish")
+    assert {f["status"] for f in s["flagged"]} <= {"incomplete", "missing"} and len(s["flagged"]) == 3 - s["n_pairs_ok"]
+    assert "Partial results." in (Path(cfg.output.path) / "report.html").read_text()
+    s2 = _run(cfg)
+    assert s2["complete"] is True and s2["flagged"] == [] and s2["q_values"] == "computed over all 3 pairs"
+    got = pd.read_parquet(Path(cfg.output.path) / "pairs.parquet")
+    pd.testing.assert_frame_equal(got, pairs, check_exact=True)

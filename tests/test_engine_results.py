@@ -1,5 +1,6 @@
 """Result store bookkeeping (atomic parts, idempotent retries, resume) and aggregation."""
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,110 @@ def test_aggregate_partial_and_outputs(tmp_path):
     back = pd.read_parquet(tmp_path / "pairs.parquet")
     assert list(back["truth"]) == [1.0, 0.0, 0.5]
     assert summary["n_pairs"] == 3 and summary["truth_mae_bits"] < 0.1
+
+
+def test_status_columns_roundtrip_and_legacy_parts(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg = _cfg()
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    rs = ResultStore(tmp_path / "out")
+    rs.init(cfg)
+    b0, b1 = plan.batches[0], plan.batches[1]
+    recs = _fake_records(b0)
+    recs[0].update(status="degenerate", detail="constant column", mi=float("nan"))
+    rs.write_part(b0.batch_id, recs)
+    # a part written before status/detail existed (old schema, no digest, no fingerprint)
+    old = [{k: v for k, v in r.items()} for r in _fake_records(b1)]
+    pq.write_table(pa.Table.from_pylist(old), rs.tasks_dir / "part-legacy-000000000000.parquet")
+    df = rs.read_tasks().set_index("key")
+    assert df.loc[recs[0]["key"], "status"] == "degenerate" and df.loc[recs[0]["key"], "detail"] == "constant column"
+    assert (df.loc[[r["key"] for r in recs[1:]], "status"] == "ok").all()
+    assert (df.loc[[r["key"] for r in old], "status"] == "ok").all()
+    assert (df.loc[[r["key"] for r in old], "detail"] == "").all()
+    assert len(df) == b0.size + b1.size
+
+
+def test_parts_carry_the_study_fingerprint(tmp_path):
+    import pyarrow.parquet as pq
+
+    cfg = _cfg()
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    rs = ResultStore(tmp_path / "out")
+    rs.init(cfg, identity={"A": {"uid": "u1", "shape": [100, 3], "provenance_digest": "p"}})
+    p0 = rs.write_part(plan.batches[0].batch_id, _fake_records(plan.batches[0]))
+    md = pq.read_schema(p0).metadata
+    assert md[b"lmi_study_fingerprint"].decode() == rs.fingerprint
+    assert json.loads(rs.meta_path.read_text())["study_fingerprint"] == rs.fingerprint
+    # a part computed from other data (another fingerprint) is never read as this study's
+    rs.write_part(plan.batches[1].batch_id, _fake_records(plan.batches[1]), fingerprint="f" * 20)
+    assert rs.finished_keys() == {t.key for t in plan.batches[0].tasks}
+    assert [why.startswith("written by another study") for _, why in rs.damaged_parts()] == [True]
+    # the same data identity gives the same fingerprint; another uid does not
+    same = ResultStore(tmp_path / "out")
+    assert same.init(cfg, identity={"A": {"uid": "u1", "shape": [100, 3], "provenance_digest": "p"}}) is True
+    with pytest.raises(ConfigError, match=r"matrix 'A' changed \(uid u1 -> u2\).*--overwrite"):
+        ResultStore(tmp_path / "out").init(cfg, identity={"A": {"uid": "u2", "shape": [100, 3],
+                                                                "provenance_digest": "p"}})
+
+
+def test_aggregate_uses_only_the_current_plan(tmp_path):
+    cfg = _cfg()  # 3 replicates, 4 shuffles
+    tasks = _all_records(cfg)
+    fewer = _cfg(replicates=2, nulls={"retrain_shuffles": 2, "latent_permutations": 20})
+    pairs = aggregate_pairs(tasks, fewer)
+    for _, row in pairs.iterrows():
+        g = tasks[tasks["pair"] == row["pair"]]
+        obs = g[(g["kind"] == "observed") & (g["replicate"] < 2)]
+        assert row["replicates"] == 2 and row["shuffle_n_null"] == 2 and row["status"] == "ok"
+        assert row["estimate"] == pytest.approx(obs["mi"].mean(), abs=1e-15)  # same two floats averaged
+    s = write_outputs(fewer, tmp_path, tasks, report=False)
+    assert s["complete"] is True and s["n_tasks"] == s["n_tasks_planned"] == 3 * 2 * 3
+    assert s["q_values"] == "computed over all 3 pairs" and s["flagged"] == []
+
+
+def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from lmi_distributed.engine import execute
+    from lmi_distributed.engine.runner import prepare_study
+
+    raw = {"name": "st", "seed": 2, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
+           "data": {"store": str(tmp_path / "s.zarr"), "truth": str(tmp_path / "t.json"),
+                    "demo": {"n": 120, "t": 2, "k": 1, "d": 3, "rho": 0.9}},
+           "nulls": {"retrain_shuffles": 1, "latent_permutations": 4},
+           "estimator": {"hidden": 8, "max_epochs": 2, "patience": 2, "batch_size": 64},
+           "output": {"path": str(tmp_path / "out")}}
+    cfg = parse_study(raw)
+    plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
+    real = execute._estimate_many
+
+    def degenerate_first(pairs, seeds, settings):
+        res = real(pairs, seeds, settings)
+        res[0].status, res[0].detail = "degenerate", "collapsed latents"  # mi left as a number on purpose
+        return res
+
+    monkeypatch.setattr(execute, "_estimate_many", degenerate_first)
+    recs = execute.execute_batch(plan.batches[0], cfg, sp, out, variables=variables)
+    assert [r["status"] for r in recs] == ["degenerate", "ok"] and recs[0]["detail"] == "collapsed latents"
+    assert np.isnan(recs[0]["mi"]) and np.isfinite(recs[1]["mi"])
+    assert np.isnan(recs[0]["latent_null"]).all()  # no null for a number not to trust
+    part = rs.parts()[0]
+    assert pq.read_schema(part).metadata[b"lmi_study_fingerprint"].decode() == rs.fingerprint
+    pairs = aggregate_pairs(rs.read_tasks(), cfg)
+    assert pairs.loc[0, "status"] == "degenerate" and np.isnan(pairs.loc[0, "estimate"])
+    assert pairs.loc[0, "detail"] == "replicate 0: collapsed latents; 0 of 1 replicate(s) ok"
+
+
+def test_init_without_identity_keeps_the_recorded_one(tmp_path):
+    cfg = _cfg()
+    plan = plan_study(cfg, lambda x, y: (100, 3, 3))
+    ident = {"A": {"uid": "u1", "shape": [100, 3], "provenance_digest": "p"}}
+    rs = ResultStore(tmp_path / "out")
+    rs.init(cfg, identity=ident)
+    rs.write_part(plan.batches[0].batch_id, _fake_records(plan.batches[0]))
+    other = ResultStore(tmp_path / "out")
+    assert other.init(cfg) is True and other.fingerprint == rs.fingerprint
+    assert other.finished_keys() == {t.key for t in plan.batches[0].tasks}
+    assert json.loads(other.meta_path.read_text())["data_identity"] == ident

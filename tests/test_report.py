@@ -26,3 +26,18 @@ def test_png_and_html(tmp_path):
     html = write_report(tmp_path, p, {"study": "s<1>", "n_pairs": 3, "n_significant": 2, "run": {"wall_s": 3}}).read_text()
     assert html.count("data:image/png;base64,") == 2 and "s&lt;1&gt;" in html and "Estimate vs truth" in html
     assert html.count('class="sig"') == 2
+
+
+def test_flagged_pairs_and_partial_warning_shown(tmp_path):
+    p = _pairs(["A", "A", "B"], ["B", "C", "C"], [True, False, False])
+    p["status"] = ["ok", "degenerate", "ok"]
+    p["detail"] = ["", "replicate 0: constant <column>", ""]
+    p["n_ok_replicates"] = [1, 0, 1]
+    p.loc[1, ["estimate", "p", "q", "z"]] = np.nan
+    summary = {"study": "s", "complete": False, "q_values": "partial: computed over 2 of 3 pairs; rerun to finish"}
+    html = write_report(tmp_path, p, summary).read_text()
+    assert "Partial results." in html and "partial: computed over 2 of 3 pairs; rerun to finish" in html
+    assert html.count('class="flag"') == 1 and "Flagged pairs (1)" in html
+    assert "replicate 0: constant &lt;column&gt;" in html  # escaped
+    assert "Partial results." not in write_report(tmp_path, p, {"study": "s", "complete": True}).read_text()
+    assert not list(tmp_path.glob(".tmp-*"))

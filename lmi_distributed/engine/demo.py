@@ -3,17 +3,27 @@
 ``build_demo_store`` writes matrices ``X0 .. X{T-1}`` (n, d) to a Zarr store and the true
 pairwise MI (bits) to a JSON file (``{"pairs": {"X0~X1": bits, ...}, "matrix": ...}``) that the
 aggregation and the report read (``data.truth`` in the study config).
+
+``ensure_demo_store`` is what a run calls: it builds the store when missing and rebuilds it
+when the store's provenance (which records the generator's parameters) does not match
+``data.demo`` (the data is synthetic, so rebuilding is safe); a store at that path that is not a
+demo store is never touched.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+_SOURCE = "lmi_distributed.synthetic.gaussian_markov_chain"
+_PARAMS = ("n", "t", "k", "d", "rho", "seed")
 
 import numpy as np
 
-__all__ = ["build_demo_store", "demo_truth"]
+__all__ = ["build_demo_store", "demo_truth", "ensure_demo_store", "demo_mismatch"]
 
 
 def demo_truth(t: int, truth: np.ndarray) -> dict[str, Any]:
@@ -28,9 +38,6 @@ def build_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.P
 
     Written to a temporary sibling and renamed into place, so a half-written store never exists.
     """
-    import shutil
-    import uuid
-
     from lmi_distributed.data import write_matrix
     from lmi_distributed.synthetic import gaussian_markov_chain
 
@@ -41,7 +48,7 @@ def build_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.P
     ids = [f"s{i}" for i in range(demo.n)]
     for i, v in enumerate(variables):
         write_matrix(str(tmp), f"X{i}", np.asarray(v, dtype=np.float32), ids=ids,
-                     provenance={"source": "lmi_distributed.synthetic.gaussian_markov_chain",
+                     provenance={"source": _SOURCE,
                                  **{k: getattr(demo, k) for k in ("n", "t", "k", "d", "rho", "seed")}})
     try:
         os.replace(tmp, final)
@@ -51,3 +58,60 @@ def build_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.P
     tp.parent.mkdir(parents=True, exist_ok=True)
     tp.write_text(json.dumps(demo_truth(demo.t, truth), indent=2))
     return final
+
+
+def demo_mismatch(store_path: str | os.PathLike, demo) -> str | None:
+    """Why the store at ``store_path`` is not the demo store of ``demo``; None when it is.
+
+    Raises ConfigError when the store is not a demo store at all (never rebuilt over real data)."""
+    from lmi_distributed.data import open_store
+    from lmi_distributed.errors import ConfigError
+
+    try:
+        store = open_store(str(store_path))
+        names = store.matrix_names
+        provs = {m: store.matrix(m).provenance for m in names}
+    except Exception as exc:  # noqa: BLE001 - an unreadable demo store: rebuild it
+        return f"it cannot be read ({type(exc).__name__}: {exc})"
+    if not provs or any(p.get("source") != _SOURCE for p in provs.values()):
+        raise ConfigError(f"data.store: {store_path} exists and is not a demo store (its matrices were not written "
+                          "by the demo generator); remove data.demo or choose another data.store")
+    want = {k: getattr(demo, k) for k in _PARAMS}
+    expected = [f"X{i}" for i in range(demo.t)]
+    if sorted(names) != sorted(expected):
+        return f"it holds matrices {names}, data.demo asks for {expected}"
+    for m, p in provs.items():
+        have = {k: p.get(k) for k in _PARAMS}
+        if have != want:
+            diff = ", ".join(f"{k} {have[k]} -> {want[k]}" for k in _PARAMS if have[k] != want[k])
+            return f"it was generated with other parameters ({diff})"
+    return None
+
+
+def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.PathLike | None = None, *,
+                      create: bool = True, log: Callable[[str], None] = print) -> bool:
+    """Build the demo store when missing, rebuild it when ``demo``'s parameters changed; one log line.
+
+    Returns True when it (re)built the store. ``create=False``: ConfigError instead of building."""
+    from lmi_distributed.errors import ConfigError
+
+    final = Path(store_path).expanduser().resolve()
+    if final.exists():
+        why = demo_mismatch(final, demo)
+        if why is None:
+            return False
+        if not create:
+            raise ConfigError(f"data.store: {final} does not match data.demo: {why}")
+        old = final.parent / f".old-{uuid.uuid4().hex[:8]}-{final.name}"
+        os.replace(final, old)
+        log(f"rebuilding the demo store {final}: {why} (synthetic data; the old store is deleted)")
+        try:
+            build_demo_store(final, demo, truth_path=truth_path)
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+        return True
+    if not create:
+        raise ConfigError(f"data.store: {final} does not exist")
+    log(f"building the demo store {final} (Gaussian Markov chain, {demo.model_dump()})")
+    build_demo_store(final, demo, truth_path=truth_path)
+    return True

@@ -9,11 +9,17 @@ Per task (see ``planner.Task``):
    ``shuffle_seed`` (the paper's null: the network is trained anew on the shuffled pairs);
 3. all tasks of the batch trained as one batched model (``estimate_many``, seed per task);
 4. observed tasks: ``latent_permutation_null`` on the held-out latents (``perm_seed``);
-5. pMI (bits) written to the store, then the batch's records as one atomic Parquet part.
+5. pMI (bits) written to the store, then the batch's records as one atomic Parquet part,
+   stamped with the study fingerprint computed from the data this process read
+   (``data_identity``), so a part computed from other data is recognised on every read.
+Each record carries the estimator's ``status``/``detail`` ("ok"/"" for a number to trust; a
+non-ok task has NaN ``mi`` and an all-NaN latent null).
 Returns the small records (MI in bits, epochs, null draws); pMI arrays never travel back.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import time
@@ -26,7 +32,8 @@ from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.planner import Batch, Task
 from lmi_distributed.engine.results import ResultStore
 
-__all__ = ["execute_batch", "resolve_variables", "pair_shape", "open_store_cached"]
+__all__ = ["execute_batch", "resolve_variables", "pair_shape", "open_store_cached", "data_identity",
+           "forget_store"]
 
 _STORES: dict[str, Any] = {}
 
@@ -39,6 +46,39 @@ def open_store_cached(store_path: str):
     if s is None:
         s = _STORES[store_path] = open_store(store_path)
     return s
+
+
+def forget_store(store_path: str) -> None:
+    """Drop this process's cached handle of a store (after it was rebuilt or re-ingested)."""
+    _STORES.pop(store_path, None)
+
+
+def matrix_identity(handle: Any) -> dict[str, Any]:
+    """``{"uid", "shape", "provenance_digest"}`` of a stored matrix (``MatrixHandle``).
+
+    Uses ``handle.identity()`` when the data layer provides it, else hashes the uid, shape
+    and provenance itself (same fields)."""
+    ident = getattr(handle, "identity", None)
+    if callable(ident):
+        d = dict(ident())
+        d["shape"] = [int(v) for v in d.get("shape", (handle.n_rows, handle.n_features))]
+        return d
+    prov = json.dumps(handle.provenance, sort_keys=True, default=str)
+    return {"uid": str(handle.uid), "shape": [int(handle.n_rows), int(handle.n_features)],
+            "provenance_digest": hashlib.blake2b(prov.encode(), digest_size=10).hexdigest()}
+
+
+def data_identity(cfg: StudyConfig, store: Any) -> dict[str, dict[str, Any]]:
+    """Identity of every matrix the study's variables read: ``{matrix: matrix_identity}``."""
+    names = sorted({v.matrix for v in cfg.variables})
+    return {m: matrix_identity(store.matrix(m)) for m in names}
+
+
+def batch_fingerprint(cfg: StudyConfig, store: Any) -> str:
+    """The study fingerprint of results computed from ``store`` as it is now."""
+    from lmi_distributed.engine.results import study_fingerprint
+
+    return study_fingerprint(cfg.fingerprint(), data_identity(cfg, store))
 
 
 def _variable_spec(cfg: StudyConfig, name: str):
@@ -92,6 +132,11 @@ def _null_backend(backend: str, device: str) -> str:
     return backend
 
 
+def _task_mi(res: Any) -> float:
+    """The task's MI (bits): NaN whenever the estimator's status is not ok (never a number to trust)."""
+    return float(res.mi) if str(getattr(res, "status", "ok") or "ok") == "ok" else float("nan")
+
+
 def execute_batch(
     batch: Batch,
     cfg: StudyConfig,
@@ -123,7 +168,7 @@ def execute_batch(
     if variables is None or any(n not in variables for n in needed):
         variables = resolve_variables(cfg, store_path, needed)
     pspec = _pairing_spec(cfg)
-    results_store = ResultStore(out_dir)
+    results_store = ResultStore(out_dir, fingerprint=batch_fingerprint(cfg, store) if write else None)
 
     cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, Any]] = {}
     arrays: list[tuple[np.ndarray, np.ndarray]] = []
@@ -166,9 +211,10 @@ def execute_batch(
         records.append({
             "key": t.key, "pair": t.pair, "x": t.x, "y": t.y, "replicate": t.replicate,
             "kind": t.kind, "shuffle": t.shuffle, "seed": t.seed, "n": int(X.shape[0]),
-            "n_test": int(test.size), "mi": float(res.mi), "epochs": int(res.epochs),
+            "n_test": int(test.size), "mi": _task_mi(res), "epochs": int(res.epochs),
             "best_epoch": int(res.best_epoch), "latent_null": null.tolist(),
             "batch_id": batch.batch_id, "worker": worker, "device": device, "attempt": int(attempt),
+            "status": str(getattr(res, "status", "ok") or "ok"), "detail": str(getattr(res, "detail", "") or ""),
         })
     t_end = time.perf_counter()
     timing = {"read_s": t_read - t0, "train_s": t_train - t_read, "null_s": t_end - t_train}

@@ -34,26 +34,33 @@ def _log(msg: str) -> None:
 # ------------------------------------------------------------------ preparation
 def prepare_study(cfg: StudyConfig, *, overwrite: bool = False, create_store: bool = True,
                   log: Callable[[str], None] = _log):
-    """Build the demo store if asked and missing, resolve variables, plan, open the result store.
+    """Build (or rebuild) the demo store if asked, resolve variables, plan, open the result store.
 
-    Returns (plan, store_path, out_dir, variables, result_store, resuming).
+    The result store checks the study's fingerprint and the identity of every input matrix
+    (uid, shape, provenance) against ``study.json``, then moves damaged task parts and pMI
+    aside so only their tasks are recomputed (one log line). Returns (plan, store_path, out_dir,
+    variables, result_store, resuming).
     """
-    from lmi_distributed.engine.execute import out_dir_abs, pair_shape, resolve_variables, store_path_abs
+    from lmi_distributed.engine.execute import (data_identity, forget_store, open_store_cached, out_dir_abs,
+                                                pair_shape, resolve_variables, store_path_abs)
 
     store_path, out_dir = store_path_abs(cfg), out_dir_abs(cfg)
-    if cfg.data.demo is not None and not os.path.exists(store_path):
-        if not create_store:
-            raise ConfigError(f"data.store: {store_path} does not exist")
-        from lmi_distributed.engine.demo import build_demo_store
+    forget_store(store_path)  # see the store as it is now (re-ingested matrices, a rebuilt demo)
+    if cfg.data.demo is not None:
+        from lmi_distributed.engine.demo import ensure_demo_store
 
-        log(f"building the demo store {store_path} (Gaussian Markov chain, {cfg.data.demo.model_dump()})")
-        build_demo_store(store_path, cfg.data.demo, truth_path=cfg.data.truth)
+        ensure_demo_store(store_path, cfg.data.demo, truth_path=cfg.data.truth, create=create_store, log=log)
     if not os.path.exists(store_path):
         raise ConfigError(f"data.store: {store_path} does not exist")
     variables = resolve_variables(cfg, store_path)
     plan = plan_study(cfg, lambda x, y: pair_shape(cfg, store_path, variables, x, y))
+    identity = data_identity(cfg, open_store_cached(store_path))
     results = ResultStore(out_dir)
-    resuming = results.init(cfg, overwrite=overwrite)
+    resuming = results.init(cfg, overwrite=overwrite, identity=identity, log=log)
+    save = cfg.output.save_pmi
+    pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")]
+    results.repair(pmi_keys, batch_keys={b.batch_id: [t.key for t in b.tasks] for b in plan.batches}, log=log)
+    resuming = resuming and bool(results.parts())
     return plan, store_path, out_dir, variables, results, resuming
 
 
@@ -235,7 +242,8 @@ def run_study(
             if shutdown or (shutdown is None and started_ray):
                 ray.shutdown()
     t_run = time.perf_counter()
-    tasks = results.read_tasks()
+    plan_keys = [t.key for t in plan.tasks]
+    tasks = results.read_tasks(keys=plan_keys)  # only the current plan's records count
     counts = results.key_counts()
     dups = sorted(k for k, c in counts.items() if c > 1)
     if dups:
@@ -248,11 +256,17 @@ def run_study(
         "duplicate_keys": len(dups), "complete": len(tasks) == len(plan.tasks),
     })
     summary = {}
-    if len(tasks):
-        summary = __import__("lmi_distributed.engine.aggregate", fromlist=["write_outputs"]).write_outputs(
-            cfg, out_dir, tasks, run_info=run_info, report=cfg.output.report)
+    if plan_keys:  # always: a stale summary of earlier results must not outlive them
+        from lmi_distributed.engine.aggregate import write_outputs
+
+        summary = write_outputs(cfg, out_dir, tasks, run_info=run_info, report=cfg.output.report,
+                                keys=plan_keys, study_fingerprint=results.fingerprint)
         log(f"wrote {out_dir}/pairs.parquet, summary.json" + (", heatmap.png, report.html" if cfg.output.report else "")
-            + f" ({len(tasks)}/{len(plan.tasks)} tasks done, {summary.get('n_significant', 0)} significant pair(s))")
+            + f" ({len(tasks)}/{len(plan.tasks)} tasks done, {summary.get('n_significant', 0)} significant pair(s))"
+            + ("" if summary.get("complete") else f"; q-values {summary.get('q_values')}")
+            + (f"; {len(summary.get('flagged', []))} pair(s) flagged: "
+               + ", ".join(f"{f['pair']} {f['status']}" for f in summary["flagged"][:5])
+               if summary.get("flagged") and summary.get("complete") else ""))
     summary.setdefault("run", run_info)
     summary["out_dir"] = out_dir
     return summary
