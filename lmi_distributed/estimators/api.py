@@ -64,13 +64,17 @@ class LMIResult:
 
 
 def _check_variable(a: Any, name: str) -> np.ndarray:
-    arr = np.asarray(a)
+    """``a`` as a 2-D real (float, int, uint or bool) finite array, else InputError naming ``name``."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:          # ragged nested lists and the like
+        raise InputError(f"{name} is not an array of numbers: {exc}") from None
     if arr.ndim != 2:
         hint = f"; for a single feature use {name.split()[-1]}.reshape(-1, 1)" if arr.ndim == 1 else ""
         raise InputError(f"{name} must be a 2-D array (N samples, d features), got shape {arr.shape}{hint}")
     if arr.shape[1] < 1:
         raise InputError(f"{name} has no features (shape {arr.shape})")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+    if arr.dtype.kind not in "fiub":     # refuses complex, object, strings, datetime/timedelta
         raise InputError(f"{name} must be real numeric, got dtype {arr.dtype}")
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
