@@ -274,3 +274,22 @@ def test_default_path_statuses_ok_and_no_warning():
         r = lmi.estimate(x, y, **FAST)
     assert r.status == "ok" and r.detail == "" and np.isfinite(r.mi)
     assert set(api.STATUSES) == {"ok", "degenerate", "diverged", "failed"}
+
+
+def test_estimate_many_validate_false_flags_instead_of_raising():
+    """The engine calls estimate_many on a batch of pairs of several shapes: validate=False
+    turns bad pairs into statuses (with LMIWarnings) and trains the rest as usual."""
+    x, y = _dependent(n=200)
+    x2, y2 = _dependent(n=240, seed=3)
+    y_inf = y.copy()
+    y_inf[0, 0] = np.inf
+    with pytest.warns(LMIWarning) as rec:
+        got = lmi.estimate_many([(x, y), (np.zeros_like(x), y), (x2, y2), (x, y_inf)], seeds=[0, 1, 2, 3],
+                                validate=False, **FAST)
+    assert [r.status for r in got] == ["ok", "degenerate", "ok", "failed"]
+    assert got[3].detail == "pair 3: Y has NaN or inf in 1 of 200 rows (rows 0)" and got[3].pmi.shape == (200,)
+    assert [str(w.message)[:16] for w in rec] == ["pair 1 (seed 1):", "pair 3 (seed 3):"]
+    ref = lmi.estimate_many([(x, y), (x2, y2)], seeds=[0, 2], **FAST)
+    assert (got[0].mi, got[2].mi) == (ref[0].mi, ref[1].mi)     # same batches: bit-identical
+    with pytest.raises(InputError, match=r"^pair 1: X is constant"):
+        lmi.estimate_many([(x, y), (np.zeros_like(x), y)], **FAST)

@@ -338,6 +338,7 @@ def estimate_many(
     *,
     seeds: int | Sequence[int] = 0,
     progress: ProgressFn | None = None,
+    validate: bool = True,
     **settings: Any,
 ) -> list[LMIResult]:
     """LMI estimates for many (X, Y) pairs; X (N, d_x), Y (N, d_y) per pair (N may differ
@@ -348,28 +349,40 @@ def estimate_many(
     KSG noise. ``settings``: :class:`LMISettings` fields (or ``settings=LMISettings(...)``).
     ``progress(epoch, n_active, val_losses)`` is called after every epoch of every batch.
     Returns one :class:`LMIResult` per pair, in input order (MI in bits).
+
+    ``validate=True``: bad or degenerate input raises :class:`InputError` naming the pair, for
+    every pair before any training. ``validate=False`` (the engine's batches): such a pair gets
+    status "failed" (bad arrays) or "degenerate" with NaN MI, and the others train as usual.
+    Every result that is not "ok" also emits an :class:`~lmi_distributed.errors.LMIWarning`.
     """
     s = resolve_settings(settings)
     pairs = list(pairs)
     seed_list = _check_seeds(seeds, len(pairs))
     label = (lambda i: f"pair {i}: ") if len(pairs) > 1 else (lambda i: "")
-    checked = []
-    for i, pr in enumerate(pairs):
-        try:
-            X, Y = pr
-        except (TypeError, ValueError):
-            raise InputError(f"pair {i}: expected an (X, Y) tuple, got {type(pr).__name__}") from None
-        checked.append(_check_pair(X, Y, s, label(i)))
     preps = []
-    for i, (X, Y) in enumerate(checked):          # every pair checked before any training
+    for i, pr in enumerate(pairs):                # every pair checked before any training
+        try:
+            try:
+                X, Y = pr
+            except (TypeError, ValueError):
+                raise InputError(f"pair {i}: expected an (X, Y) tuple, got {type(pr).__name__}") from None
+            X, Y = _check_pair(X, Y, s, label(i))
+        except InputError as exc:
+            if validate:
+                raise
+            n = len(pr[0]) if isinstance(pr, tuple) and len(pr) == 2 and hasattr(pr[0], "__len__") else 0
+            tr, te = split_indices(n, derive_seed(seed_list[i], "split"), s.train_fraction)
+            nan = np.full((n, 1), np.nan, np.float32)
+            preps.append(_Prepared(nan, nan, tr, te, seed_list[i], "failed", str(exc)))
+            continue
         prep = _prepare(X, Y, seed_list[i], s)
-        if prep.status != "ok":
+        if prep.status != "ok" and validate:
             raise InputError(label(i) + prep.detail)
         preps.append(prep)
-    del checked
     groups: dict[tuple[int, int, int], list[int]] = {}
-    for i, prep in enumerate(preps):
-        groups.setdefault((prep.xz.shape[0], prep.xz.shape[1], prep.yz.shape[1]), []).append(i)
+    for i, prep in enumerate(preps):             # failed pairs form their own (untrained) groups
+        key = (prep.xz.shape[0], prep.xz.shape[1], prep.yz.shape[1]) if prep.status != "failed" else (-1 - i, 0, 0)
+        groups.setdefault(key, []).append(i)
     results: list[LMIResult | None] = [None] * len(pairs)
     for idx in groups.values():
         got = _train_prepared([preps[i] for i in idx], s, progress)
