@@ -18,3 +18,7 @@ class ConfigError(LMIError, ValueError):
 
 class DataError(LMIError, ValueError):
     """A store, ingest input, variable or pairing that cannot be used as asked."""
+
+
+class LMIWarning(UserWarning):
+    """An estimate that is not "ok" (its ``status`` says why; its MI is NaN)."""

@@ -90,7 +90,9 @@ def test_strict_counts_hand_example():
     ny = np.array([0, 0, 2, 0, 0])
     expect = (digamma(1) + digamma(5) - digamma(nx + 1) - digamma(ny + 1)) / math.log(2)
     for backend in ("tree", "tiled"):
-        np.testing.assert_allclose(ksg_pmi(x, y, k=1, backend=backend), expect, atol=1e-12)
+        np.testing.assert_allclose(ksg_pmi(x, y, k=1, backend=backend, ties="allow"), expect, atol=1e-12)
+        with pytest.raises(InputError, match=r"2 of 5 points have their k-th \(k=1\) joint neighbour at distance 0"):
+            ksg_pmi(x, y, k=1, backend=backend)          # A and B tie: refused by default
     np.testing.assert_allclose(reference_pmi(x, y, k=1), expect, atol=1e-12)
 
 

@@ -68,3 +68,55 @@ def test_validation():
         latent_permutation_null(x, y, n_permutations=2, seed=None)
     with pytest.raises(InputError):
         latent_permutation_null(x, y, n_permutations=2, seed=0, backend="x")
+
+
+# -- the null of a fitted result ---------------------------------------------------------------
+def _fitted(**kw):
+    import lmi_distributed as lmi
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    return lmi.estimate(x, x + 0.3 * rng.normal(size=(200, 3)), seed=1, hidden=16, max_epochs=3,
+                        batch_size=128, num_threads=1, **kw)
+
+
+def test_identity_permutation_reproduces_observed_mi_with_noise(monkeypatch):
+    """With ksg_noise > 0 the null sees exactly the jittered latents the observed MI saw: the
+    identity permutation gives res.mi exactly (same float64 arrays, same counts, same sum)."""
+    import lmi_distributed.estimators.permutation as perm
+
+    res = _fitted(ksg_noise=1e-3)
+    assert res.status == "ok"
+    n = len(res.test_idx)
+    monkeypatch.setattr(perm, "draw_permutations", lambda n_, b, seed: np.tile(np.arange(n_), (b, 1)))
+    for backend in ("tree", "tiled"):
+        null = perm.result_latent_null(res, n_permutations=2, seed=0, backend=backend)
+        assert null.shape == (2,) and null[0] == res.mi and null[1] == res.mi, backend
+    # without the jitter the identity would not match (the noise matters at 1e-3)
+    raw = latent_permutation_null(res.zx[res.test_idx], res.zy[res.test_idx], n_permutations=1, seed=0)
+    assert raw[0] != res.mi and n == 100
+
+
+def test_non_ok_result_has_all_nan_null():
+    import dataclasses
+
+    from lmi_distributed.estimators.permutation import result_latent_null
+
+    res = _fitted()
+    bad = dataclasses.replace(res, status="diverged", mi=float("nan"), detail="forced")
+    null = result_latent_null(bad, n_permutations=5, seed=0)
+    assert null.shape == (5,) and np.isnan(null).all()
+    assert np.isfinite(result_latent_null(res, n_permutations=5, seed=0)).all()
+
+
+def test_permutations_that_could_tie_are_refused():
+    """Both sides with a row repeated more than k times: some permutation can pair k+1 exact
+    copies (zero-distance ties, inflated null). Refused by default; one side distinct is fine."""
+    rng = np.random.default_rng(1)
+    x = np.repeat(rng.normal(size=(20, 2)), 5, axis=0)          # every row 5 times (> k = 3)
+    y = np.repeat(rng.normal(size=(20, 2)), 5, axis=0)[rng.permutation(100)]
+    with pytest.raises(InputError, match=r"zx and zy both have a row repeated more than k=3 times \(5 and 5"):
+        latent_permutation_null(x, y, n_permutations=3, seed=0)
+    assert latent_permutation_null(x, y, n_permutations=3, seed=0, ties="allow").shape == (3,)
+    yc = rng.normal(size=(100, 2))
+    assert np.isfinite(latent_permutation_null(x, yc, n_permutations=3, seed=0)).all()

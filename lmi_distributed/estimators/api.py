@@ -18,19 +18,21 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from lmi_distributed.errors import ConfigError, InputError
+from lmi_distributed.errors import ConfigError, InputError, LMIWarning
 
 from .preprocess import split_indices, zscore_clip
 from .seeding import derive_seed
 from .settings import SETTING_NAMES, LMISettings, resolve_settings
 
 __all__ = ["estimate", "estimate_many", "train_and_encode", "LMISettings", "LMIResult",
-           "SETTING_NAMES", "resolve_settings", "STATUSES"]
+           "SETTING_NAMES", "resolve_settings", "STATUSES", "LMIWarning"]
 
 #: ``LMIResult.status`` values: "ok" (a number to trust); "degenerate" (the data or the latents
 #: cannot carry an estimate: constant, too few distinct rows, ties, collapsed latents);
 #: "diverged" (training produced non-finite losses or never improved on the initial weights);
-#: "failed" (an error stopped this pair; the engine's records only). Anything but "ok" has NaN MI.
+#: "failed" (an error stopped this pair: arrays that fail the input checks under
+#: ``train_and_encode(validate=False)``, or the engine's records). Anything but "ok" has NaN MI.
+#: Triggers and thresholds: :mod:`.diagnostics` and docs/estimator.md.
 STATUSES = ("ok", "degenerate", "diverged", "failed")
 
 if TYPE_CHECKING:
@@ -62,13 +64,17 @@ class LMIResult:
 
 
 def _check_variable(a: Any, name: str) -> np.ndarray:
-    arr = np.asarray(a)
+    """``a`` as a 2-D real (float, int, uint or bool) finite array, else InputError naming ``name``."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:          # ragged nested lists and the like
+        raise InputError(f"{name} is not an array of numbers: {exc}") from None
     if arr.ndim != 2:
         hint = f"; for a single feature use {name.split()[-1]}.reshape(-1, 1)" if arr.ndim == 1 else ""
         raise InputError(f"{name} must be a 2-D array (N samples, d features), got shape {arr.shape}{hint}")
     if arr.shape[1] < 1:
         raise InputError(f"{name} has no features (shape {arr.shape})")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
+    if arr.dtype.kind not in "fiub":     # refuses complex, object, strings, datetime/timedelta
         raise InputError(f"{name} must be real numeric, got dtype {arr.dtype}")
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
@@ -143,55 +149,73 @@ def _ksg_on_device(zx_te: torch.Tensor, zy_te: torch.Tensor, s: LMISettings) -> 
     return cupy.asnumpy(cupy_kernels.ksg_pmi_batched(zx, zy, k=s.k, dtype="float64"))
 
 
-def train_and_encode(
-    X: np.ndarray | Sequence[np.ndarray],
-    Y: np.ndarray | Sequence[np.ndarray],
-    seeds: Sequence[int],
-    settings: LMISettings | None = None,
-    *,
-    progress: ProgressFn | None = None,
-    validate: bool = True,
-) -> list[LMIResult]:
-    """Estimate MI for P pairs of equal shape as ONE batch (the engine's entry point).
+@dataclass
+class _Prepared:
+    """One pair, standardised and split, before training (see :func:`_prepare`)."""
 
-    ``X``: (P, N, d_x) array or P arrays (N, d_x); ``Y``: (P, N, d_y) likewise, raw values
-    (this function z-scores and clips). ``seeds``: P non-negative pair seeds. Returns P
-    :class:`LMIResult` in order; MI and pMI in bits.
+    xz: np.ndarray               # (N, dx) float32 z-scored, clipped
+    yz: np.ndarray               # (N, dy) float32
+    train_idx: np.ndarray        # (n_train,) int64
+    test_idx: np.ndarray         # (n_test,) int64
+    seed: int
+    status: str = "ok"           # "degenerate"/"failed" when the pair cannot be trained on
+    detail: str = ""
+
+
+def _prepare(x: np.ndarray, y: np.ndarray, seed: int, s: LMISettings) -> _Prepared:
+    """Z-score + clip both variables, split the rows (seeded), and check, on the held-out rows
+    as the network will see them, that each variable has more than k distinct rows and (without
+    KSG noise) that no joint row has k or more exact duplicates (:mod:`.diagnostics`)."""
+    from . import diagnostics
+
+    tr, te = split_indices(x.shape[0], derive_seed(seed, "split"), s.train_fraction)
+    xz, yz = zscore_clip(x, s.clip), zscore_clip(y, s.clip)
+    problem = (diagnostics.check_variable(xz[te], "X", s.k) or diagnostics.check_variable(yz[te], "Y", s.k)
+               or ("" if s.ksg_noise > 0 else diagnostics.joint_ties(xz[te], yz[te], s.k)))
+    return _Prepared(xz, yz, tr, te, seed, "degenerate" if problem else "ok", problem)
+
+
+def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **fields: Any) -> LMIResult:
+    """A result with NaN MI / pMI and ``status``; latents NaN unless given in ``fields``."""
+    n = prep.xz.shape[0]
+    nan_z = np.full((n, s.latent_dim), np.nan, np.float32)
+    base = dict(zx=nan_z, zy=nan_z.copy(), epochs=0, best_epoch=-1,
+                train_loss=np.zeros(0), val_loss=np.zeros(0))
+    base.update(fields)
+    return LMIResult(mi=float("nan"), pmi=np.full(n, np.nan), train_idx=prep.train_idx.copy(),
+                     test_idx=prep.test_idx.copy(), seed=prep.seed, settings=s, status=status,
+                     detail=detail, **base)
+
+
+def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None) -> list[LMIResult]:
+    """Train the ok pairs of ``preps`` (one shape) as ONE batch, encode, check, run KSG.
+
+    Pairs whose preparation found a problem get their not-ok result without training; the
+    others train together. A trained pair whose losses or latents are not trustworthy gets
+    status "diverged" / "degenerate" and NaN MI (:mod:`.diagnostics`). Returns results in order.
     """
     import torch
 
-    from . import ksg
+    from . import diagnostics, ksg
     from .networks import NetSpec
     from .training import encode_all, torch_threads, train_pairs
 
-    s = settings if settings is not None else LMISettings()
-    P = len(seeds)
-    if len(X) != P or len(Y) != P:
-        raise InputError(f"got {len(X)} X and {len(Y)} Y variables for {P} seeds")
-    seeds = [int(v) for v in seeds]
-    if P == 0:
-        return []
-    xs, ys = [], []
-    for i in range(P):
-        label = f"pair {i}: " if P > 1 else ""
-        if validate:
-            x, y = _check_pair(X[i], Y[i], s, label)
-        else:
-            x, y = np.asarray(X[i]), np.asarray(Y[i])
-        xs.append(x)
-        ys.append(y)
-    shapes = {(x.shape[0], x.shape[1], y.shape[1]) for x, y in zip(xs, ys)}
-    if len(shapes) != 1:
-        raise InputError(f"train_and_encode needs pairs of one shape (N, d_x, d_y), got {sorted(shapes)}")
-    (N, dx, dy), = shapes
-
+    out: list[LMIResult | None] = [None if p.status == "ok" else _not_ok_result(p, s, p.status, p.detail)
+                                   for p in preps]
+    live = [i for i, p in enumerate(preps) if p.status == "ok"]
+    if not live:
+        return out  # type: ignore[return-value]
+    batch = [preps[i] for i in live]
+    P = len(batch)
+    N, dx = batch[0].xz.shape
+    dy = batch[0].yz.shape[1]
+    seeds = [p.seed for p in batch]
     device = _resolve_device(s.device)
     dtype = _torch_dtype(s.dtype)
-    splits = [split_indices(N, derive_seed(seed, "split"), s.train_fraction) for seed in seeds]
-    xz = np.stack([zscore_clip(x, s.clip) for x in xs])      # (P, N, dx) float32
-    yz = np.stack([zscore_clip(y, s.clip) for y in ys])
-    tr = np.stack([a for a, _ in splits])
-    te = np.stack([b for _, b in splits])
+    xz = np.stack([p.xz for p in batch])      # (P, N, dx) float32
+    yz = np.stack([p.yz for p in batch])
+    tr = np.stack([p.train_idx for p in batch])
+    te = np.stack([p.test_idx for p in batch])
     pidx = np.arange(P)[:, None]
 
     def dev(a: np.ndarray) -> "torch.Tensor":
@@ -207,37 +231,106 @@ def train_and_encode(
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
                           patience=s.patience, restore_best=s.restore_best, precision=s.precision,
                           progress=progress)
-        zx_tr, zy_tr = encode_all(res.model, x_tr, y_tr)
-        zx_te, zy_te = encode_all(res.model, x_te, y_te)
+        zx_tr_d, zy_tr_d = encode_all(res.model, x_tr, y_tr)
+        zx_te_d, zy_te_d = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())
-    pmi_gpu = _ksg_on_device(zx_te, zy_te, s)      # (P, n_test) or None
-    zx_tr, zy_tr = zx_tr.float().cpu().numpy(), zy_tr.float().cpu().numpy()
-    zx_te, zy_te = zx_te.float().cpu().numpy(), zy_te.float().cpu().numpy()
+    zx_tr, zy_tr = zx_tr_d.float().cpu().numpy(), zy_tr_d.float().cpu().numpy()
+    zx_te, zy_te = zx_te_d.float().cpu().numpy(), zy_te_d.float().cpu().numpy()
 
-    out = []
+    fitted = []            # per batch slot: (zx, zy, status, detail, jittered held-out latents)
     for p, seed in enumerate(seeds):
         zx = np.empty((N, s.latent_dim), np.float32)
         zy = np.empty((N, s.latent_dim), np.float32)
         zx[tr[p]], zy[tr[p]] = zx_tr[p], zy_tr[p]
         zx[te[p]], zy[te[p]] = zx_te[p], zy_te[p]
-        if not (np.isfinite(zx).all() and np.isfinite(zy).all()):
-            warnings.warn(f"pair seed {seed}: non-finite latents (training diverged?); set to 0")
-            zx, zy = np.nan_to_num(zx, nan=0.0, posinf=0.0, neginf=0.0), np.nan_to_num(zy, nan=0.0, posinf=0.0, neginf=0.0)
+        status, detail = diagnostics.training_status(res.train_loss[p], res.val_loss[p],
+                                                     int(res.best_epoch[p]), float(res.init_val_loss[p]))
+        jittered = None
+        if status == "ok":
+            # the KSG input: float64 held-out latents plus the pair's seeded jitter (ksg_noise)
+            jittered = ksg.add_noise([zx_te[p].astype(np.float64), zy_te[p].astype(np.float64)],
+                                     s.ksg_noise, derive_seed(seed, "ksg"))
+            status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k, jittered=tuple(jittered))
+        fitted.append((zx, zy, status, detail, jittered))
+
+    ok_slots = [p for p in range(P) if fitted[p][2] == "ok"]
+    sel = torch.as_tensor(ok_slots, dtype=torch.long, device=zx_te_d.device)
+    pmi_gpu = _ksg_on_device(zx_te_d.index_select(0, sel), zy_te_d.index_select(0, sel), s) if ok_slots else None
+    for p, seed in enumerate(seeds):
+        zx, zy, status, detail, jittered = fitted[p]
+        common = dict(zx=zx, zy=zy, epochs=int(res.epochs[p]), best_epoch=int(res.best_epoch[p]),
+                      train_loss=res.train_loss[p], val_loss=res.val_loss[p])
+        if status != "ok":
+            out[live[p]] = _not_ok_result(batch[p], s, status, detail, **common)
+            continue
         if pmi_gpu is not None:
-            pmi_te = pmi_gpu[p]
-        else:
-            pmi_te = ksg.ksg_pmi(zx[te[p]], zy[te[p]], k=s.k, noise=s.ksg_noise,
-                                 seed=derive_seed(seed, "ksg"), backend=s.ksg_backend)
+            pmi_te = pmi_gpu[ok_slots.index(p)]
+        else:           # noise already added: ksg_pmi(noise=0) on the jittered latents
+            pmi_te = ksg.ksg_pmi(jittered[0], jittered[1], k=s.k, backend=s.ksg_backend)
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
-        out.append(LMIResult(
-            mi=float(np.mean(pmi_te)), pmi=pmi, zx=zx, zy=zy,
-            train_idx=tr[p].copy(), test_idx=te[p].copy(),
-            epochs=int(res.epochs[p]), best_epoch=int(res.best_epoch[p]),
-            train_loss=res.train_loss[p], val_loss=res.val_loss[p],
-            seed=seed, settings=s,
-        ))
-    return out
+        out[live[p]] = LMIResult(mi=float(np.mean(pmi_te)), pmi=pmi, train_idx=tr[p].copy(),
+                                 test_idx=te[p].copy(), seed=seed, settings=s, **common)
+    return out  # type: ignore[return-value]
+
+
+def train_and_encode(
+    X: np.ndarray | Sequence[np.ndarray],
+    Y: np.ndarray | Sequence[np.ndarray],
+    seeds: Sequence[int],
+    settings: LMISettings | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    validate: bool = True,
+) -> list[LMIResult]:
+    """Estimate MI for P pairs of equal shape as ONE batch (the engine's entry point).
+
+    ``X``: (P, N, d_x) array or P arrays (N, d_x); ``Y``: (P, N, d_y) likewise, raw values
+    (this function z-scores and clips). ``seeds``: P non-negative pair seeds. Returns P
+    :class:`LMIResult` in order; MI and pMI in bits.
+
+    ``validate=True``: a bad pair (shape, NaN/inf, too few rows, a degenerate variable, tied
+    joint rows) raises :class:`InputError` before any training. ``validate=False`` (the
+    engine's path: one bad pair must not fail its batch): such a pair gets a result with NaN
+    MI and ``status`` "failed" (arrays that fail the input checks) or "degenerate", with the
+    reason in ``detail``, and the other pairs train normally. Either way a pair whose training
+    diverges or whose latents collapse or tie gets status "diverged" / "degenerate" and NaN MI.
+    """
+    s = settings if settings is not None else LMISettings()
+    P = len(seeds)
+    if len(X) != P or len(Y) != P:
+        raise InputError(f"got {len(X)} X and {len(Y)} Y variables for {P} seeds")
+    seeds = [int(v) for v in seeds]
+    if P == 0:
+        return []
+    xs, ys, failed = [], [], {}
+    for i in range(P):
+        label = f"pair {i}: " if P > 1 else ""
+        try:
+            x, y = _check_pair(X[i], Y[i], s, label)
+        except InputError as exc:
+            if validate:
+                raise
+            x, y = np.asarray(X[i]), np.asarray(Y[i])
+            failed[i] = str(exc)
+        xs.append(x)
+        ys.append(y)
+    shapes = {(x.shape[0], x.shape[1], y.shape[1]) for i, (x, y) in enumerate(zip(xs, ys)) if i not in failed}
+    if len(shapes) > 1:
+        raise InputError(f"train_and_encode needs pairs of one shape (N, d_x, d_y), got {sorted(shapes)}")
+    preps = []
+    for i in range(P):
+        if i in failed:
+            n = next(iter(shapes))[0] if shapes else (xs[i].shape[0] if xs[i].ndim else 0)
+            tr, te = split_indices(n, derive_seed(seeds[i], "split"), s.train_fraction)
+            nan = np.full((n, 1), np.nan, np.float32)
+            preps.append(_Prepared(nan, nan, tr, te, seeds[i], "failed", failed[i]))
+            continue
+        prep = _prepare(xs[i], ys[i], seeds[i], s)
+        if validate and prep.status != "ok":
+            raise InputError(f"{'pair %d: ' % i if P > 1 else ''}{prep.detail}")
+        preps.append(prep)
+    return _train_prepared(preps, s, progress)
 
 
 def estimate_many(
@@ -245,6 +338,7 @@ def estimate_many(
     *,
     seeds: int | Sequence[int] = 0,
     progress: ProgressFn | None = None,
+    validate: bool = True,
     **settings: Any,
 ) -> list[LMIResult]:
     """LMI estimates for many (X, Y) pairs; X (N, d_x), Y (N, d_y) per pair (N may differ
@@ -255,26 +349,49 @@ def estimate_many(
     KSG noise. ``settings``: :class:`LMISettings` fields (or ``settings=LMISettings(...)``).
     ``progress(epoch, n_active, val_losses)`` is called after every epoch of every batch.
     Returns one :class:`LMIResult` per pair, in input order (MI in bits).
+
+    ``validate=True``: bad or degenerate input raises :class:`InputError` naming the pair, for
+    every pair before any training. ``validate=False`` (the engine's batches): such a pair gets
+    status "failed" (bad arrays) or "degenerate" with NaN MI, and the others train as usual.
+    Every result that is not "ok" also emits an :class:`~lmi_distributed.errors.LMIWarning`.
     """
     s = resolve_settings(settings)
     pairs = list(pairs)
     seed_list = _check_seeds(seeds, len(pairs))
-    checked = []
-    for i, pr in enumerate(pairs):
+    label = (lambda i: f"pair {i}: ") if len(pairs) > 1 else (lambda i: "")
+    preps = []
+    for i, pr in enumerate(pairs):                # every pair checked before any training
         try:
-            X, Y = pr
-        except (TypeError, ValueError):
-            raise InputError(f"pair {i}: expected an (X, Y) tuple, got {type(pr).__name__}") from None
-        checked.append(_check_pair(X, Y, s, f"pair {i}: " if len(pairs) > 1 else ""))
+            try:
+                X, Y = pr
+            except (TypeError, ValueError):
+                raise InputError(f"pair {i}: expected an (X, Y) tuple, got {type(pr).__name__}") from None
+            X, Y = _check_pair(X, Y, s, label(i))
+        except InputError as exc:
+            if validate:
+                raise
+            n = len(pr[0]) if isinstance(pr, tuple) and len(pr) == 2 and hasattr(pr[0], "__len__") else 0
+            tr, te = split_indices(n, derive_seed(seed_list[i], "split"), s.train_fraction)
+            nan = np.full((n, 1), np.nan, np.float32)
+            preps.append(_Prepared(nan, nan, tr, te, seed_list[i], "failed", str(exc)))
+            continue
+        prep = _prepare(X, Y, seed_list[i], s)
+        if prep.status != "ok" and validate:
+            raise InputError(label(i) + prep.detail)
+        preps.append(prep)
     groups: dict[tuple[int, int, int], list[int]] = {}
-    for i, (X, Y) in enumerate(checked):
-        groups.setdefault((X.shape[0], X.shape[1], Y.shape[1]), []).append(i)
+    for i, prep in enumerate(preps):             # failed pairs form their own (untrained) groups
+        key = (prep.xz.shape[0], prep.xz.shape[1], prep.yz.shape[1]) if prep.status != "failed" else (-1 - i, 0, 0)
+        groups.setdefault(key, []).append(i)
     results: list[LMIResult | None] = [None] * len(pairs)
     for idx in groups.values():
-        got = train_and_encode([checked[i][0] for i in idx], [checked[i][1] for i in idx],
-                               [seed_list[i] for i in idx], s, progress=progress, validate=False)
+        got = _train_prepared([preps[i] for i in idx], s, progress)
         for i, r in zip(idx, got):
             results[i] = r
+    for i, r in enumerate(results):
+        if r is not None and r.status != "ok":
+            warnings.warn(f"pair {i} (seed {r.seed}): status {r.status!r}, MI is NaN: {r.detail}",
+                          LMIWarning, stacklevel=2)
     return results  # type: ignore[return-value]
 
 

@@ -31,10 +31,29 @@ from scipy.special import digamma
 from lmi_distributed.errors import InputError
 from lmi_distributed.estimators.neighbors import array_namespace, knn_counts
 
-__all__ = ["ksg_pmi", "ksg_mi", "oos_pmi", "add_noise", "pmi_from_counts", "OOS_CONVENTIONS"]
+__all__ = ["ksg_pmi", "ksg_mi", "oos_pmi", "add_noise", "pmi_from_counts", "OOS_CONVENTIONS", "TIES"]
 
 LN2 = math.log(2.0)
 OOS_CONVENTIONS = ("insert", "latentmi")
+#: what to do with points whose k-th joint neighbour is at distance 0 (k or more exact copies)
+TIES = ("raise", "allow")
+
+
+def _check_ties(ties: Any) -> str:
+    if ties not in TIES:
+        raise InputError(f"ties must be one of {TIES}, got {ties!r}")
+    return ties
+
+
+def _refuse_ties(eps: np.ndarray, k: int, what: str) -> None:
+    """InputError when some k-th joint neighbour distance is 0: those points' strict counts are
+    0 and their pMI is the maximum psi(k) + psi(N) - 2 psi(1), which inflates MI silently."""
+    tied = int(np.count_nonzero(np.asarray(eps) == 0))
+    if tied:
+        raise InputError(
+            f"{tied} of {len(eps)} {what} have their k-th (k={k}) joint neighbour at distance 0 "
+            f"(exact duplicate rows): KSG would inflate MI there. Pass noise > 0 (e.g. 1e-10, as "
+            f"latentmi) to break ties, remove duplicate rows, or ties='allow' for the textbook sum")
 
 
 def _check_k(k: Any) -> int:
@@ -101,21 +120,27 @@ def pmi_from_counts(k: int, n: int, nx: np.ndarray, ny: np.ndarray) -> np.ndarra
 
 
 def ksg_pmi(zx, zy, *, k: int = 3, noise: float = 0.0, seed: int | None = None,
-            backend: str = "auto") -> np.ndarray:
+            backend: str = "auto", ties: str = "raise") -> np.ndarray:
     """Pointwise KSG mutual information, in bits.
 
     zx (N, dx), zy (N, dy): paired samples (numpy or cupy arrays; computed in float64).
     k: neighbour order (default 3; N must exceed k). noise/seed: optional seeded uniform
     [0, noise) jitter (default none). backend: "auto", "tree", "tiled" or "cupy".
+    ties: "raise" (default) refuses points whose k-th joint neighbour is at distance 0 (k or
+    more exact duplicates, after the noise) with an InputError; "allow" returns the textbook
+    sum for them (strict counts 0, the maximal pMI).
     Returns pmi (N,) float64 in bits; its mean is the KSG-1 MI estimate.
     """
     k = _check_k(k)
+    ties = _check_ties(ties)
     x, y = _check_pair(zx, zy, "zx", "zy")
     n = x.shape[0]
     if n <= k:
         raise InputError(f"KSG needs more samples than k: got N={n} with k={k}")
     x, y = add_noise([x, y], noise, seed)
-    _, nx, ny = knn_counts(x, y, kth=k, backend=backend)
+    eps, nx, ny = knn_counts(x, y, kth=k, backend=backend)
+    if ties == "raise":
+        _refuse_ties(eps, k, "points")
     return pmi_from_counts(k, n, nx + 1, ny + 1)
 
 
@@ -126,7 +151,7 @@ def ksg_mi(zx, zy, **kwargs) -> float:
 
 def oos_pmi(ref_x, ref_y, query_x, query_y, *, k: int = 3, noise: float = 0.0,
             seed: int | None = None, backend: str = "auto",
-            convention: str = "insert") -> np.ndarray:
+            convention: str = "insert", ties: str = "raise") -> np.ndarray:
     """Out-of-sample pointwise MI (log density ratio, paper Algorithm 2), in bits.
 
     ref_x (N, dx), ref_y (N, dy): reference sample. query_x (M, dx), query_y (M, dy): query
@@ -141,8 +166,11 @@ def oos_pmi(ref_x, ref_y, query_x, query_y, *, k: int = 3, noise: float = 0.0,
       reference, pmi = (ψ(k) + ψ(N) − ψ(m_x) − ψ(m_y)) / ln 2. With query == reference it
       equals the in-sample ``ksg_pmi``; with noise off it equals latentmi's function.
     noise/seed: jitter drawn in the order ref_x, ref_y, query_x, query_y.
+    ties: "raise" (default): InputError for a query whose neighbour radius is 0 (it has enough
+    exact copies among the reference to make it so); "allow": the textbook sum.
     """
     k = _check_k(k)
+    ties = _check_ties(ties)
     if convention not in OOS_CONVENTIONS:
         raise InputError(f"unknown out-of-sample convention {convention!r}; "
                          f"expected one of {OOS_CONVENTIONS}")
@@ -161,7 +189,9 @@ def oos_pmi(ref_x, ref_y, query_x, query_y, *, k: int = 3, noise: float = 0.0,
     rx, ry, qx, qy = add_noise([rx, ry, qx, qy], noise, seed)
     if qx.shape[0] == 0:
         return np.zeros(0, dtype=np.float64)
-    _, mx, my = knn_counts(rx, ry, qx, qy, kth=kth, backend=backend)
+    eps, mx, my = knn_counts(rx, ry, qx, qy, kth=kth, backend=backend)
+    if ties == "raise":
+        _refuse_ties(eps, k, "queries")
     if convention == "insert":
         return pmi_from_counts(k, n + 1, mx + 1, my + 1)
     return pmi_from_counts(k, n, mx, my)

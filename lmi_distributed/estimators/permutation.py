@@ -86,16 +86,35 @@ def _host(a):
     return a.get() if hasattr(a, "get") and type(a).__module__.startswith("cupy") else a
 
 
+def _ties_possible(x, y, k: int) -> str:
+    """Why some permutation could tie (a point with k exact copies of its joint row), or "".
+
+    A joint tie needs k + 1 equal rows in BOTH zx and zy; if either side has no row repeated
+    more than k times, no permutation can create one."""
+    from lmi_distributed.estimators.diagnostics import row_multiplicity
+
+    mx, my = row_multiplicity(np.asarray(_host(x))).max(), row_multiplicity(np.asarray(_host(y))).max()
+    if mx > k and my > k:
+        return (f"zx and zy both have a row repeated more than k={k} times ({mx} and {my} copies), so "
+                f"permutations can pair k+1 exact copies and KSG's zero-distance ties would inflate "
+                f"the null; add KSG noise (ksg_noise > 0) or pass ties='allow'")
+    return ""
+
+
 def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 3,
-                            backend: str = "auto") -> np.ndarray:
+                            backend: str = "auto", ties: str = "raise") -> np.ndarray:
     """Null distribution of KSG MI under row permutations of ``zy``, in bits.
 
     zx (N, dx), zy (N, dy): held-out latents (numpy or cupy). n_permutations: B >= 0.
     seed: integer seed of ``draw_permutations``. k: KSG neighbour order. backend: "auto"
     ("cupy" for CuPy inputs when a GPU is usable, else "tree"), "tree", "tiled" or "cupy".
+    ties: "raise" (default): InputError when a permutation could create zero-distance joint ties
+    (both sides have a row repeated more than k times); "allow": compute regardless.
     Returns (B,) float64: MI in bits of (zx, zy[π_b]) for each permutation π_b.
     """
     k = _check_k(k)
+    if ties not in ("raise", "allow"):
+        raise InputError(f"ties must be 'raise' or 'allow', got {ties!r}")
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) \
             or n_permutations < 0:
         raise InputError(f"n_permutations must be an integer >= 0, got {n_permutations!r}")
@@ -107,6 +126,9 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
         raise InputError(f"KSG needs more samples than k: got N={n} with k={k}")
     if backend not in ("auto", "tree", "tiled", "cupy"):
         raise InputError(f"unknown KSG backend {backend!r}")
+    why = _ties_possible(x, y, k) if ties == "raise" and n_permutations > 0 else ""
+    if why:
+        raise InputError(why)
     perms = draw_permutations(n, int(n_permutations), int(seed))
     if n_permutations == 0:
         return np.zeros(0, dtype=np.float64)
@@ -132,8 +154,12 @@ def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "a
     (``settings.ksg_noise`` from ``derive_seed(res.seed, "ksg")``, x block then y block), then the
     Y rows are permuted (``draw_permutations(n_test, n_permutations, seed)``). Returns
     (n_permutations,) float64 bits; all NaN when ``res.status`` is not "ok" (no null for a number
-    that was not reported).
+    that was not reported), and all NaN with an ``LMIWarning`` when permutations could create
+    zero-distance ties (see :func:`latent_permutation_null`; not with a usable ``ksg_noise > 0``).
     """
+    import warnings
+
+    from lmi_distributed.errors import LMIWarning
     from lmi_distributed.estimators.ksg import add_noise
     from lmi_distributed.estimators.seeding import derive_seed
 
@@ -143,4 +169,8 @@ def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "a
     s = res.settings
     zx, zy = add_noise([np.asarray(res.zx[test], np.float64), np.asarray(res.zy[test], np.float64)],
                        s.ksg_noise, derive_seed(res.seed, "ksg"))
+    why = _ties_possible(zx, zy, s.k) if n_permutations > 0 else ""
+    if why:
+        warnings.warn(f"seed {res.seed}: no latent null (all NaN): {why}", LMIWarning, stacklevel=2)
+        return np.full(int(n_permutations), np.nan)
     return latent_permutation_null(zx, zy, n_permutations=n_permutations, seed=seed, k=s.k, backend=backend)

@@ -18,8 +18,11 @@ state, and the step count is shared (all active pairs take the same number of st
 Early stopping (paper Alg. 3, patience 30) per pair on the held-out loss computed in eval
 mode (no dropout) over the whole held-out half. When a pair improves, its slices are
 copied (deep copy) into the best-state store; at the end every pair's best state is
-restored. A pair that stops is removed from the active set: parameters, Adam state, data
-and generators are ``index_select``-ed down to the active pairs, so it costs nothing more.
+restored. A pair whose training or held-out loss is non-finite stops at once (it cannot
+recover; the API reports it as "diverged"). A pair that stops is removed from the active set:
+parameters, Adam state, data and generators are ``index_select``-ed down to the active pairs,
+so it costs nothing more. The held-out loss of the initial weights is recorded too
+(``init_val_loss``, for the "never improved" diagnosis; it draws no random numbers).
 The only host synchronisation is the per-epoch early-stopping check.
 """
 from __future__ import annotations
@@ -50,6 +53,7 @@ class TrainResult:
     model: StackedCrossAE          # best (restored) weights of all P pairs
     epochs: np.ndarray             # (P,) int, epochs run
     best_epoch: np.ndarray         # (P,) int, 0-based epoch whose weights were restored (-1: none improved on init)
+    init_val_loss: np.ndarray      # (P,) float64, held-out loss of the initial weights (eval mode)
     train_loss: list[np.ndarray]   # P arrays (epochs_p,), mean minibatch loss per epoch (dropout on)
     val_loss: list[np.ndarray]     # P arrays (epochs_p,), held-out loss per epoch (eval mode)
     active_per_epoch: list[int] = field(default_factory=list)   # pairs trained in each epoch
@@ -205,6 +209,8 @@ def train_pairs(
     best = model.detached_clone()
     for t in model.tensors():
         t.requires_grad_(True)
+    with matmul_precision(precision, device):
+        init_val = held_out_loss(model, x_val, y_val).cpu().numpy()   # diagnostics only (no RNG)
     opt = _Adam(model.tensors(), lr, betas, eps)
     shuffle_gens = [torch.Generator(device="cpu").manual_seed(derive_seed(s, "shuffle")) for s in seeds]
     drop_gens = [torch.Generator(device=device).manual_seed(derive_seed(s, "dropout")) for s in seeds]
@@ -256,7 +262,8 @@ def train_pairs(
             best_val[active[improved]] = val[improved]
             bad_epochs[active[improved]] = 0
         bad_epochs[active[~improved]] += 1
-        stopped = bad_epochs[active] >= patience
+        # a pair whose loss went non-finite stops now: it cannot recover (its status is "diverged")
+        stopped = (bad_epochs[active] >= patience) | ~np.isfinite(val) | ~np.isfinite(trn)
 
         if progress is not None:
             progress(epoch, Pa, val)
@@ -285,6 +292,7 @@ def train_pairs(
         model=best,
         epochs=epochs,
         best_epoch=best_epoch,
+        init_val_loss=init_val,
         train_loss=[np.asarray(h) for h in train_hist],
         val_loss=[np.asarray(h) for h in val_hist],
         active_per_epoch=active_per_epoch,

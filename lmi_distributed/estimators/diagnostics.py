@@ -1,0 +1,133 @@
+"""Is an estimate trustworthy? Checks kept apart from the math (ennemi's split of validation
+from estimation).
+
+Each check returns a reason string ("" when fine) or a ``(status, detail)`` pair, so the API can
+raise it (``InputError`` before any training) and the engine's path can record it as a pair's
+``status`` without failing the batch. Statuses (``api.STATUSES``):
+
+- ``"degenerate"``: the data or the latents cannot carry an estimate --
+  a variable with at most k distinct held-out rows (:func:`check_variable`), k or more exact
+  duplicates of a joint held-out row (:func:`joint_ties`), a latent side collapsed to (nearly)
+  one point (:func:`collapsed_side`).
+- ``"diverged"``: training produced non-finite losses or latents, or its held-out loss never
+  improved on the initial weights (:func:`training_status`).
+
+Thresholds and why:
+
+- ``k + 1`` distinct rows: KSG needs, for every point, k neighbours that are not copies of it
+  in each marginal space; with at most k distinct values that is impossible for every point,
+  the variable is discrete at the resolution KSG works at, and its ψ(n_x) terms measure
+  multiplicities, not a density.
+- ties: a point with k or more exact duplicates of its joint (x, y) row has its k-th joint
+  neighbour at distance 0, so its strict counts n_x = n_y = 0 and its pMI is the maximum
+  ψ(k) + ψ(N) − 2ψ(1) (≈ 9.6 bits at N = 150): MI is inflated, silently. We flag it rather than
+  redefine the estimator; ``ksg_noise > 0`` (latentmi uses 1e-10) breaks the ties.
+- collapse: a latent dimension is collapsed when its held-out standard deviation is at most
+  :data:`COLLAPSE_RTOL` = 1e-5 of its largest |value| -- about 84 float32 ulps (eps 1.19e-7), so
+  its values span only a few hundred representable numbers and its neighbour structure is
+  rounding, not data; a side is collapsed when all its dims are.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["COLLAPSE_RTOL", "row_multiplicity", "distinct_rows", "check_variable", "joint_ties",
+           "collapsed_side", "latent_status", "training_status"]
+
+#: a latent dim is collapsed when held-out std <= COLLAPSE_RTOL * max |value| (~84 float32 ulps)
+COLLAPSE_RTOL = 1e-5
+
+
+def _row_keys(a: np.ndarray) -> np.ndarray:
+    """One opaque bytes key per row of ``a`` (n, d): equal keys <=> equal rows (-0.0 == 0.0)."""
+    a = np.ascontiguousarray(a) + 0                 # -0.0 + 0 == +0.0: equal values, equal bytes
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {a.shape}")
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()
+
+
+def row_multiplicity(a: np.ndarray) -> np.ndarray:
+    """For each row of ``a`` (n, d), how many rows equal it exactly (itself included). (n,) int64."""
+    if a.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse, counts = np.unique(_row_keys(a), return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()].astype(np.int64)
+
+
+def distinct_rows(a: np.ndarray) -> int:
+    """Number of distinct rows of ``a`` (n, d)."""
+    return 0 if a.shape[0] == 0 else int(np.unique(_row_keys(a)).size)
+
+
+def check_variable(z: np.ndarray, name: str, k: int) -> str:
+    """Why variable ``name`` cannot be estimated on, or "".
+
+    ``z``: (n, d) its held-out rows as the network sees them (z-scored, clipped, float32).
+    Fewer than k + 1 distinct rows (constant included) is degenerate (see the module notes).
+    """
+    m = distinct_rows(z)
+    if m > k:
+        return ""
+    what = "is constant (1 distinct row" if m == 1 else f"has only {m} distinct rows"
+    sep = " " if m == 1 else " ("
+    return (f"{name} {what}{sep}among its {z.shape[0]} held-out rows); KSG with k={k} needs at least "
+            f"k+1={k + 1} distinct rows per variable")
+
+
+def joint_ties(zx: np.ndarray, zy: np.ndarray, k: int, what: str = "rows") -> str:
+    """Why the joint rows tie, or "": points with k or more exact duplicates of their
+    (x, y) row (their k-th joint neighbour is at distance 0). ``zx`` (n, dx), ``zy`` (n, dy)."""
+    both = np.hstack([np.asarray(zx, np.float64), np.asarray(zy, np.float64)])
+    tied = int(np.count_nonzero(row_multiplicity(both) > k))
+    if tied == 0:
+        return ""
+    return (f"{tied} of {both.shape[0]} held-out {what} have k={k} or more exact duplicates of their "
+            f"(X, Y) row, so their k-th neighbour is at distance 0 and KSG would inflate MI; set "
+            f"ksg_noise > 0 (e.g. 1e-10, as latentmi) to break ties, or remove duplicate rows")
+
+
+def collapsed_side(z: np.ndarray) -> bool:
+    """True when every dim of the latents ``z`` (n, latent) has std <= COLLAPSE_RTOL * max|value|."""
+    z = np.asarray(z, np.float64)
+    std = z.std(axis=0)
+    peak = np.abs(z).max(axis=0)
+    return bool(np.all(std <= COLLAPSE_RTOL * peak))
+
+
+def latent_status(zx: np.ndarray, zy: np.ndarray, k: int, *,
+                  jittered: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[str, str]:
+    """``(status, detail)`` of one pair's held-out latents ``zx`` (n, latent), ``zy`` (n, latent).
+
+    Non-finite latents -> "diverged"; a collapsed side -> "degenerate"; ties (checked on
+    ``jittered``, the latents with the KSG noise added, when given) -> "degenerate"; else "ok".
+    """
+    for name, z in (("X", zx), ("Y", zy)):
+        bad = ~np.isfinite(z).all(axis=1)
+        if bad.any():
+            return "diverged", (f"non-finite {name} latents in {int(bad.sum())} of {len(bad)} "
+                                f"held-out rows (training diverged)")
+    for name, z in (("X", zx), ("Y", zy)):
+        if collapsed_side(z):
+            return "degenerate", (f"the {name} latents collapsed to a point: every latent dim has "
+                                  f"held-out std <= {COLLAPSE_RTOL:g} x its max |value|")
+    tx, ty = jittered if jittered is not None else (zx, zy)
+    ties = joint_ties(tx, ty, k, "latent rows")
+    return ("degenerate", ties) if ties else ("ok", "")
+
+
+def training_status(train_loss: np.ndarray, val_loss: np.ndarray, best_epoch: int,
+                    init_val_loss: float) -> tuple[str, str]:
+    """``(status, detail)`` of one pair's training: ``train_loss``/``val_loss`` (epochs,) per-epoch
+    histories, ``best_epoch`` (0-based; -1: none improved), ``init_val_loss`` the held-out loss
+    of the initial weights. Epochs in the detail are 0-based, like ``best_epoch``."""
+    for label, hist in (("training", train_loss), ("held-out", val_loss)):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(hist, np.float64)))
+        if bad.size:
+            return "diverged", f"non-finite {label} loss at epoch {int(bad[0])} (0-based)"
+    if best_epoch < 0 or len(val_loss) == 0:
+        return "diverged", "no epoch's held-out loss improved on the initial weights"
+    best = float(np.min(val_loss))
+    if np.isfinite(init_val_loss) and not best < init_val_loss:
+        return "diverged", (f"held-out loss never improved on the initial weights "
+                            f"(initial {init_val_loss:.6g}, best {best:.6g})")
+    return "ok", ""
