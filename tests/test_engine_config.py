@@ -2,6 +2,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lmi_distributed.engine.config import load_study, parse_study
 from lmi_distributed.errors import ConfigError
@@ -36,6 +37,7 @@ def test_valid_and_defaults_are_the_papers():
     ({"resources": {"typo": 1}}, "resources.typo", "unknown key"),
     ({"estimator": {"lr": -1}}, "estimator.lr", "greater than 0"),
     ({"estimator": {"lr": ".inf"}}, "estimator.lr", "number"),
+    ({"estimator": {"lr": "fast"}}, "estimator.lr", "number"),
     ({"estimator": {"lr": float("nan")}}, "estimator.lr", "finite number"),
     ({"estimator": {"ksg_backend": "kdtree"}}, "estimator.ksg_backend", "'auto', 'tree', 'tiled' or 'cupy'"),
     ({"estimator": {"restore_best": "maybe"}}, "estimator.restore_best", "boolean"),
@@ -85,6 +87,13 @@ def test_shipped_configs_load_and_overrides(tmp_path):
     assert cfg.output.path == "/tmp/x" and cfg.replicates == 3 and cfg.estimator.hidden == 8
     with pytest.raises(ConfigError, match="replicates"):
         load_study(ROOT / "configs" / "demo.yaml", ["replicates=zero"])
+
+
+def test_yaml_exponent_without_dot_is_a_number():
+    # YAML 1.1 (PyYAML) reads `lr: 1e-3` as the string "1e-3"; the settings model reads it as 0.001
+    assert yaml.safe_load("lr: 1e-3")["lr"] == "1e-3"
+    cfg = load_study(ROOT / "configs" / "demo.yaml", ["output.path=/tmp/x", "estimator.lr=1e-3"])
+    assert cfg.estimator.lr == 0.001
 
 
 def test_pair_forms():

@@ -66,13 +66,16 @@ def _run_first_batch(cfg, sp, variables, plan, out: Path):
     recs = execute_batch(batch, cfg, sp, str(out), device="cpu", variables=variables)
     assert [r["key"] for r in recs] == [t.key for t in batch.tasks]
     for r, t in zip(recs, batch.tasks):
-        assert math.isfinite(r["mi"]), r
+        # --small data (32-64 rows) with 2 epochs: the networks cannot beat their initial weights,
+        # so tasks come back "diverged" (NaN MI, a detail); an ok task has a finite MI
+        assert r["status"] in ("ok", "diverged") and (r["status"] == "ok") == math.isfinite(r["mi"]), r
+        assert (r["status"] == "ok") == (r["detail"] == ""), r
         assert r["n"] == t.shape[0] == plan.shapes[(t.x, t.y)][0]
         assert 0 < r["n_test"] < r["n"] and abs(r["n_test"] - r["n"] / 2) <= 1
         assert 1 <= r["epochs"] <= cfg.estimator.max_epochs
         if t.kind == "observed":
             assert len(r["latent_null"]) == cfg.nulls.latent_permutations
-            assert all(math.isfinite(v) for v in r["latent_null"])
+            assert all(math.isfinite(v) == (r["status"] == "ok") for v in r["latent_null"])
         else:
             assert r["latent_null"] == []
     assert list(Path(out, "tasks").glob("part-*.parquet")), "no result part written"

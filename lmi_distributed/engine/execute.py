@@ -118,9 +118,16 @@ def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], 
 
 
 def _estimate_many(pairs, seeds, settings):
+    """The batch's estimates; a bad or degenerate pair becomes a flagged result (its status goes
+    into the task record) instead of failing its batch mates, so its warning is not repeated."""
+    import warnings
+
+    from lmi_distributed.errors import LMIWarning
     from lmi_distributed.estimators.api import estimate_many
 
-    return estimate_many(pairs, seeds=list(seeds), settings=settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LMIWarning)
+        return estimate_many(pairs, seeds=list(seeds), settings=settings, validate=False)
 
 
 def _null_backend(backend: str, device: str) -> str:

@@ -39,9 +39,15 @@ def _strict_int(v: Any) -> Any:
 
 
 def _real(v: Any) -> Any:
-    """Real numbers only: reject bools and strings (pydantic would coerce "1e-4")."""
-    if isinstance(v, bool) or isinstance(v, str):
+    """Real numbers only: reject bools. A numeric string is read as a number, because YAML 1.1
+    (PyYAML) reads ``lr: 1e-3`` -- no dot -- as the string "1e-3"."""
+    if isinstance(v, bool):
         raise ValueError("a number")
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            raise ValueError("a number") from None
     if isinstance(v, (np.floating, np.integer)):
         return float(v)
     return v
