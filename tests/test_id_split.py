@@ -45,3 +45,27 @@ def test_shared_namespace_and_fraction():
 def test_bad_ids():
     with pytest.raises(ValueError, match="1-D of one length"):
         id_split_indices(np.array(["a", "b"]), np.array(["a"]), seed=0)
+
+
+def test_estimate_with_id_split_keeps_ids_apart():
+    import lmi_distributed as lmi
+    from lmi_distributed.errors import InputError
+
+    xi, yi = _join_rows(n_rows=600)
+    rng = np.random.default_rng(1)
+    emb = {name: rng.normal(size=4) for name in set(xi) | set(yi)}
+    X = np.stack([emb[a] for a in xi]) + 0.1 * rng.normal(size=(600, 4))
+    Y = np.stack([emb[b] for b in yi]) + 0.1 * rng.normal(size=(600, 4))
+    fast = dict(hidden=16, max_epochs=3, patience=3, batch_size=64, lr=1e-3, num_threads=1, ksg_noise=1e-6)
+    res = lmi.estimate(X, Y, seed=0, split="ids", ids=(xi, yi), **fast)
+    tr, te = res.train_idx, res.test_idx
+    assert (set(xi[tr]) | set(yi[tr])).isdisjoint(set(xi[te]) | set(yi[te]))
+    used = np.zeros(600, bool)
+    used[tr] = used[te] = True
+    assert (~used).any()                                   # mixed rows are in neither half
+    assert np.isnan(res.pmi[~used]).all() and np.isnan(res.zx[~used]).all()
+    assert np.isfinite(res.pmi[te]).all() == (res.status == "ok")
+    with pytest.raises(InputError, match=r"split='ids' needs the row ids"):
+        lmi.estimate(X, Y, seed=0, split="ids", **fast)
+    with pytest.raises(InputError, match=r"two \(N,\) arrays with N=600"):
+        lmi.estimate(X, Y, seed=0, split="ids", ids=(xi[:10], yi), **fast)

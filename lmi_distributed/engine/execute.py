@@ -117,9 +117,10 @@ def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], 
     return int(pairing.n), int(vx.n_features), int(vy.n_features)
 
 
-def _estimate_many(pairs, seeds, settings):
+def _estimate_many(pairs, seeds, settings, ids=None):
     """The batch's estimates; a bad or degenerate pair becomes a flagged result (its status goes
-    into the task record) instead of failing its batch mates, so its warning is not repeated."""
+    into the task record) instead of failing its batch mates, so its warning is not repeated.
+    ``ids``: per task (x_ids, y_ids) of the paired rows, for ``estimator.split: ids``."""
     import warnings
 
     from lmi_distributed.errors import LMIWarning
@@ -127,7 +128,7 @@ def _estimate_many(pairs, seeds, settings):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LMIWarning)
-        return estimate_many(pairs, seeds=list(seeds), settings=settings, validate=False)
+        return estimate_many(pairs, seeds=list(seeds), settings=settings, validate=False, ids=ids)
 
 
 def _null_backend(backend: str, device: str) -> str:
@@ -197,7 +198,12 @@ def execute_batch(
         rows.append((x_rows, y_rows))
     t_read = time.perf_counter()
 
-    results = _estimate_many(arrays, [t.seed for t in tasks], cfg.estimator_settings(device))
+    settings = cfg.estimator_settings(device)
+    ids = None
+    if settings.split == "ids":   # held-out ids: the row ids of the paired rows, per task
+        ids = [(store.matrix(variables[t.x].matrix).ids[np.asarray(xr)],
+                store.matrix(variables[t.y].matrix).ids[np.asarray(yr)]) for t, (xr, yr) in zip(tasks, rows)]
+    results = _estimate_many(arrays, [t.seed for t in tasks], settings, ids)
     if on_trained is not None:
         on_trained()
     t_train = time.perf_counter()

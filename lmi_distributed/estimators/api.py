@@ -162,13 +162,35 @@ class _Prepared:
     detail: str = ""
 
 
-def _prepare(x: np.ndarray, y: np.ndarray, seed: int, s: LMISettings) -> _Prepared:
+def _split(n: int, seed: int, s: LMISettings, ids: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, test_idx): random rows (``split="rows"``), or held-out ids (``split="ids"``,
+    :func:`.id_split.id_split_indices`; rows mixing held-out and training ids are in neither)."""
+    if s.split == "rows":
+        return split_indices(n, derive_seed(seed, "split"), s.train_fraction)
+    from .id_split import id_split_indices
+
+    if ids is None:
+        raise InputError("split='ids' needs the row ids of both sides: ids=(x_ids, y_ids), each (N,)")
+    xi, yi = (np.asarray(a) for a in ids)
+    if xi.shape != (n,) or yi.shape != (n,):
+        raise InputError(f"ids=(x_ids, y_ids) must be two (N,) arrays with N={n}, got shapes "
+                         f"{xi.shape} and {yi.shape}")
+    tr, te = id_split_indices(xi, yi, derive_seed(seed, "split"), s.train_fraction)
+    if min(tr.size, te.size) <= s.k:
+        raise InputError(f"split='ids' left {tr.size} training and {te.size} held-out rows of {n} "
+                         f"(rows mixing held-out and training ids are dropped); both must exceed "
+                         f"k={s.k}: use more rows or split='rows'")
+    return tr, te
+
+
+def _prepare(x: np.ndarray, y: np.ndarray, seed: int, s: LMISettings,
+             ids: tuple[Any, Any] | None = None) -> _Prepared:
     """Z-score + clip both variables, split the rows (seeded), and check, on the held-out rows
     as the network will see them, that each variable has more than k distinct rows and (without
     KSG noise) that no joint row has k or more exact duplicates (:mod:`.diagnostics`)."""
     from . import diagnostics
 
-    tr, te = split_indices(x.shape[0], derive_seed(seed, "split"), s.train_fraction)
+    tr, te = _split(x.shape[0], seed, s, ids)
     xz, yz = zscore_clip(x, s.clip), zscore_clip(y, s.clip)
     problem = (diagnostics.check_variable(xz[te], "X", s.k) or diagnostics.check_variable(yz[te], "Y", s.k)
                or ("" if s.ksg_noise > 0 else diagnostics.joint_ties(xz[te], yz[te], s.k)))
@@ -239,8 +261,8 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
 
     fitted = []            # per batch slot: (zx, zy, status, detail, jittered held-out latents)
     for p, seed in enumerate(seeds):
-        zx = np.empty((N, s.latent_dim), np.float32)
-        zy = np.empty((N, s.latent_dim), np.float32)
+        zx = np.full((N, s.latent_dim), np.nan, np.float32)   # NaN on rows in neither half (split="ids")
+        zy = np.full((N, s.latent_dim), np.nan, np.float32)
         zx[tr[p]], zy[tr[p]] = zx_tr[p], zy_tr[p]
         zx[te[p]], zy[te[p]] = zx_te[p], zy_te[p]
         status, detail = diagnostics.training_status(res.train_loss[p], res.val_loss[p],
@@ -282,6 +304,7 @@ def train_and_encode(
     *,
     progress: ProgressFn | None = None,
     validate: bool = True,
+    ids: Sequence[tuple[Any, Any] | None] | None = None,
 ) -> list[LMIResult]:
     """Estimate MI for P pairs of equal shape as ONE batch (the engine's entry point).
 
@@ -326,7 +349,15 @@ def train_and_encode(
             nan = np.full((n, 1), np.nan, np.float32)
             preps.append(_Prepared(nan, nan, tr, te, seeds[i], "failed", failed[i]))
             continue
-        prep = _prepare(xs[i], ys[i], seeds[i], s)
+        try:
+            prep = _prepare(xs[i], ys[i], seeds[i], s, ids[i] if ids is not None else None)
+        except InputError as exc:       # split="ids" without usable ids
+            if validate:
+                raise
+            nan = np.full((xs[i].shape[0], 1), np.nan, np.float32)
+            empty = np.zeros(0, np.int64)
+            preps.append(_Prepared(nan, nan, empty, empty, seeds[i], "failed", str(exc)))
+            continue
         if validate and prep.status != "ok":
             raise InputError(f"{'pair %d: ' % i if P > 1 else ''}{prep.detail}")
         preps.append(prep)
@@ -339,6 +370,7 @@ def estimate_many(
     seeds: int | Sequence[int] = 0,
     progress: ProgressFn | None = None,
     validate: bool = True,
+    ids: Sequence[tuple[Any, Any] | None] | None = None,
     **settings: Any,
 ) -> list[LMIResult]:
     """LMI estimates for many (X, Y) pairs; X (N, d_x), Y (N, d_y) per pair (N may differ
@@ -354,11 +386,15 @@ def estimate_many(
     every pair before any training. ``validate=False`` (the engine's batches): such a pair gets
     status "failed" (bad arrays) or "degenerate" with NaN MI, and the others train as usual.
     Every result that is not "ok" also emits an :class:`~lmi_distributed.errors.LMIWarning`.
+    ``ids``: per pair ``(x_ids, y_ids)`` (two (N,) arrays) or None; needed by ``split="ids"``
+    (held-out ids, :mod:`.id_split`), whose pairs batch by equal half sizes.
     """
     s = resolve_settings(settings)
     pairs = list(pairs)
     seed_list = _check_seeds(seeds, len(pairs))
     label = (lambda i: f"pair {i}: ") if len(pairs) > 1 else (lambda i: "")
+    if ids is not None and len(ids) != len(pairs):
+        raise InputError(f"got {len(ids)} ids entries for {len(pairs)} pairs")
     preps = []
     for i, pr in enumerate(pairs):                # every pair checked before any training
         try:
@@ -375,13 +411,24 @@ def estimate_many(
             nan = np.full((n, 1), np.nan, np.float32)
             preps.append(_Prepared(nan, nan, tr, te, seed_list[i], "failed", str(exc)))
             continue
-        prep = _prepare(X, Y, seed_list[i], s)
+        try:
+            prep = _prepare(X, Y, seed_list[i], s, ids[i] if ids is not None else None)
+        except InputError as exc:
+            if validate:
+                raise InputError(label(i) + str(exc)) from None
+            n = X.shape[0]
+            nan = np.full((n, 1), np.nan, np.float32)
+            preps.append(_Prepared(nan, nan, np.zeros(0, np.int64), np.zeros(0, np.int64), seed_list[i],
+                                   "failed", str(exc)))
+            continue
         if prep.status != "ok" and validate:
             raise InputError(label(i) + prep.detail)
         preps.append(prep)
-    groups: dict[tuple[int, int, int], list[int]] = {}
+    groups: dict[tuple[int, ...], list[int]] = {}
     for i, prep in enumerate(preps):             # failed pairs form their own (untrained) groups
-        key = (prep.xz.shape[0], prep.xz.shape[1], prep.yz.shape[1]) if prep.status != "failed" else (-1 - i, 0, 0)
+        # one batch per (N, d_x, d_y, n_train, n_test): split="ids" halves differ in size by seed
+        key = ((prep.xz.shape[0], prep.xz.shape[1], prep.yz.shape[1], prep.train_idx.size, prep.test_idx.size)
+               if prep.status != "failed" else (-1 - i, 0, 0))
         groups.setdefault(key, []).append(i)
     results: list[LMIResult | None] = [None] * len(pairs)
     for idx in groups.values():
@@ -396,7 +443,9 @@ def estimate_many(
 
 
 def estimate(X: np.ndarray, Y: np.ndarray, *, seed: int = 0, progress: ProgressFn | None = None,
-             **settings: Any) -> LMIResult:
+             ids: tuple[Any, Any] | None = None, **settings: Any) -> LMIResult:
     """LMI estimate of I(X; Y) in bits for X (N, d_x), Y (N, d_y): ``estimate_many([(X, Y)],
-    seeds=[seed])[0]``. See :class:`LMISettings` for ``settings``."""
-    return estimate_many([(X, Y)], seeds=[seed], progress=progress, **settings)[0]
+    seeds=[seed])[0]``. See :class:`LMISettings` for ``settings``. ``ids=(x_ids, y_ids)``, two
+    (N,) arrays of row ids (e.g. proteins), with ``split="ids"``: no id sits in both halves."""
+    return estimate_many([(X, Y)], seeds=[seed], progress=progress,
+                         ids=None if ids is None else [ids], **settings)[0]

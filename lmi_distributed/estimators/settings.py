@@ -74,6 +74,8 @@ class SettingsFields(BaseModel):
     max_epochs: Int = Field(300, ge=1)
     patience: Int = Field(30, ge=1, description="early stopping: epochs without held-out improvement")
     train_fraction: Real = Field(0.5, gt=0, lt=1)
+    split: Literal["rows", "ids"] = Field(
+        "rows", description="'rows': random rows; 'ids': held-out ids, no id in both halves (needs ids=)")
     clip: Real = Field(10.0, gt=0, description="z-scores are clipped to +-clip")
     k: Int = Field(3, ge=1, description="KSG neighbours")
     ksg_noise: Real = Field(0.0, ge=0, description="seeded uniform [0, noise) jitter on latents before KSG")
