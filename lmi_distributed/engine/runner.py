@@ -293,8 +293,11 @@ class _LMIWorker:
     def info(self) -> dict:
         import torch
 
+        import ray
+
         return {"index": self.index, "name": self.name, "device": self.device, "gpu_ids": self.gpu_ids,
-                "torch_threads": torch.get_num_threads(), "pid": os.getpid()}
+                "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}
 
     def run(self, batch: Batch, ctx: dict, attempt: int) -> list[dict]:
         from lmi_distributed.engine.execute import execute_batch
