@@ -109,7 +109,7 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("nodes")
     token = root / "auth_token"
     token.write_text(secrets.token_hex(32))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), PYTHONUNBUFFERED="1")
     gcs, dash, client = _free_ports(3)
     address = f"127.0.0.1:{gcs}"
