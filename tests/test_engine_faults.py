@@ -148,7 +148,7 @@ def test_lock_release_keeps_a_lock_taken_over_by_another_run(tmp_path):
     assert (out / LOCK_NAME).exists()
 
 
-def test_run_study_refuses_a_locked_output_before_ray(tmp_path, monkeypatch):
+def test_run_study_refuses_a_locked_output_before_ray(tmp_path, monkeypatch, capsys):
     from lmi_distributed.engine.demo import build_demo_store
     from lmi_distributed.engine.runner import run_study
 
@@ -165,6 +165,13 @@ def test_run_study_refuses_a_locked_output_before_ray(tmp_path, monkeypatch):
     with pytest.raises(LMIError, match="in use by another run"):
         run_study(cfg, log=lambda m: None)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LOCK_NAME]
+    # the CLI: exit code 2, one error line naming output.path and the holder, no traceback
+    from lmi_distributed.cli.main import main
+
+    (tmp_path / "lk.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", str(tmp_path / "lk.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmi-distributed run: error: output.path: ") and "pid 1," in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------- failure records
