@@ -20,8 +20,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lmi_distributed.cli.main import user_error_message
     from lmi_distributed.cli.run import add_run_arguments, load_from_args
-    from lmi_distributed.errors import LMIError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="study YAML (default: the demo)")
@@ -32,10 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         from lmi_distributed.engine.runner import main_exit_code, run_study
 
         address = args.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+        # run_study runs the pre-flight checks before Ray starts and takes the output folder's lock
         summary = run_study(cfg, address=address, num_cpus=args.num_cpus, overwrite=args.overwrite,
-                            progress_every=args.progress_every, max_batches=args.max_batches)
-    except LMIError as exc:
-        print(f"all_pairs: error: {exc}", file=sys.stderr)
+                            progress_every=args.progress_every, max_batches=args.max_batches,
+                            force_unlock=args.force_unlock)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a user's mistake
+        msg = user_error_message(exc)
+        if msg is None or os.environ.get("LMI_DEBUG"):
+            raise
+        print(f"all_pairs: error: {msg}", file=sys.stderr)
         return 2
     rows = summary.get("pairs", [])
     if rows:

@@ -1,41 +1,30 @@
-"""`lmi-distributed plan CONFIG`: print the study's tasks, batches and a cost estimate (no Ray)."""
+"""`lmi-distributed plan CONFIG`: check a study and print its tasks, batches and a cost estimate (no Ray).
+
+The checks are the pre-flight of ``run`` (``engine.preflight``): the same mistake gives the same
+error from both, and nothing is written.
+"""
 from __future__ import annotations
 
 
 def _plan(args) -> int:
-    from lmi_distributed.engine.config import load_study
+    from lmi_distributed.cli.run import load_from_args
+    from lmi_distributed.engine.execute import out_dir_abs
     from lmi_distributed.engine.planner import format_plan, plan_study
+    from lmi_distributed.engine.preflight import preflight
+    from lmi_distributed.engine.results import ResultStore
 
-    overrides = list(args.overrides or [])
-    cfg = load_study(args.config, overrides)
-    plan = None
-    note = ""
-    if not args.no_data:
-        try:
-
-            import os
-            from lmi_distributed.engine.execute import pair_shape, resolve_variables, store_path_abs
-
-            sp = store_path_abs(cfg)
-            if os.path.exists(sp):
-                variables = resolve_variables(cfg, sp)
-                plan = plan_study(cfg, lambda x, y: pair_shape(cfg, sp, variables, x, y))
-            else:
-                note = f"  (store {sp} not built yet: shapes unknown" + (
-                    "; it is built on the first run)" if cfg.data.demo else ")")
-        except ImportError as exc:
-            note = f"  (data layer unavailable: {exc})"
-    if plan is None and cfg.data.demo is not None:
+    cfg = load_from_args(args)
+    info = preflight(cfg, data=not args.no_data)
+    if info.shapes:
+        plan = plan_study(cfg, lambda x, y: info.shapes[(x, y)])
+    elif cfg.data.demo is not None:
         dm = cfg.data.demo
         plan = plan_study(cfg, lambda x, y: (dm.n, dm.d, dm.d))
-    if plan is None:
+    else:
         plan = plan_study(cfg)
-    from lmi_distributed.engine.results import ResultStore
-    from lmi_distributed.engine.execute import out_dir_abs
-
     print(format_plan(plan, cfg, n_workers=args.workers, gpu=args.gpu))
-    if note:
-        print(note)
+    for note in info.notes:
+        print(f"  ({note})")
     done = ResultStore(out_dir_abs(cfg)).finished_keys()
     if done:
         left = sum(1 for t in plan.tasks if t.key not in done)
@@ -47,10 +36,12 @@ def _plan(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("plan", help="print a study's plan: tasks, batches, cost estimate",
-                              description="Print a study's plan without running it (no Ray needed).")
+    p = subparsers.add_parser("plan", help="check a study and print its plan: tasks, batches, cost estimate",
+                              description="Check a study (the pre-flight of `run`) and print its plan "
+                                          "without running it (no Ray needed).")
     p.add_argument("config", help="study YAML")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    p.add_argument("--output", default=None, help="shorthand for --set output.path=DIR")
     p.add_argument("--workers", type=int, default=None, help="workers to assume for the time estimate")
     p.add_argument("--gpu", action="store_true", help="assume GPU workers for the time estimate")
     p.add_argument("--tasks", action="store_true", help="list every batch with its task keys and seeds")

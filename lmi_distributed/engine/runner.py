@@ -4,9 +4,14 @@ progress, retries, resume, aggregation.
 The actor only pins a device and sets torch threads; the work is ``execute.execute_batch``.
 Scheduling keeps at most ``resources.max_in_flight_per_worker`` batches per actor and waits with
 ``ray.wait`` (one result at a time), so faster actors take more batches. The study context
-(config + resolved variables) is put in the object store once. A batch lost with its actor is
-retried by Ray (``max_restarts``/``max_task_retries``) and, failing that, requeued by the
-engine up to ``max_batch_attempts`` times; results are keyed by task, so nothing is duplicated.
+(config + resolved variables) is put in the object store once.
+
+Before Ray starts, ``run_study`` runs the pre-flight checks (``engine.preflight``) and takes the
+output folder's lock (``StudyLock``). Every try of a batch, whether it raised or its actor died,
+counts toward ``max_batch_attempts`` (Ray retries no task itself); a batch given up is recorded as
+failed (``engine.failures``) and retried by the next run. Actors restart (``max_restarts``); one
+gone for good (its node lost) hands its batches to the others. Results are keyed by task, so
+nothing is duplicated.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from lmi_distributed.engine.planner import Batch, Plan, plan_study
 from lmi_distributed.engine.results import ResultStore
 from lmi_distributed.errors import ConfigError, LMIError
 
-__all__ = ["run_study", "prepare_study", "connect_ray", "choose_workers", "WorkerChoice", "RunState"]
+__all__ = ["run_study", "prepare_study", "connect_ray", "choose_workers", "WorkerChoice", "RunState",
+           "StudyLock", "BatchLedger", "failure_detail"]
 
 
 def _log(msg: str) -> None:
@@ -86,6 +92,139 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None,
         desc = f"started an embedded local Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
     log(desc)
     return desc
+
+
+# ------------------------------------------------------------------------- lock
+#: A lock whose heartbeat (file mtime, refreshed while the run schedules) is older than this is
+#: stale even when it names another host (whose processes we cannot see).
+LOCK_STALE_S = 3600.0
+LOCK_NAME = ".lmi-run.lock"
+_HEARTBEAT_EVERY_S = 30.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+class StudyLock:
+    """One ``run`` per output folder: ``<output.path>/.lmi-run.lock`` holds host, pid, start time.
+
+    ``acquire`` refuses (``LMIError``) while another live run holds it. A lock of this host whose
+    pid is gone, or any lock whose heartbeat is older than ``LOCK_STALE_S``, is stale: it is taken
+    over with a one-line note. ``force=True`` (``--force-unlock``) takes over any lock. The folder
+    is created here when missing, and removed again on release when nothing else was written.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, log: Callable[[str], None] = _log):
+        self.dir = os.fspath(out_dir)
+        self.path = os.path.join(self.dir, LOCK_NAME)
+        self.log = log
+        self.created_dir = False
+        self.held = False
+        self.token = uuid.uuid4().hex
+        self._beat = 0.0
+
+    def _read(self) -> dict | None:
+        import json
+
+        try:
+            with open(self.path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable or half-written: judged by its age only
+
+    def _stale_reason(self, old: dict) -> str | None:
+        """Why an existing lock may be taken over, or None while its run may be alive."""
+        try:
+            age = time.time() - os.path.getmtime(self.path)
+        except OSError:
+            return "it vanished"
+        if old.get("host") == socket.gethostname() and isinstance(old.get("pid"), int) \
+                and not _pid_alive(old["pid"]):
+            return f"pid {old['pid']} on this host is no longer running"
+        if age > LOCK_STALE_S:
+            return f"no heartbeat for {age / 60:.0f} min (> {LOCK_STALE_S / 60:.0f} min)"
+        return None
+
+    def acquire(self, force: bool = False) -> "StudyLock":
+        import json
+
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir, exist_ok=True)
+            self.created_dir = True
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+              "started_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": self.token}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                old = self._read()
+                if old is None:
+                    continue  # released meanwhile: try again
+                who = (f"host {old.get('host', '?')}, pid {old.get('pid', '?')}, "
+                       f"started {old.get('started_iso', '?')}")
+                why = "--force-unlock was given" if force else self._stale_reason(old)
+                if why is None:
+                    self._cleanup_dir()
+                    raise LMIError(
+                        f"output.path: {self.dir} is in use by another run ({who}; lock file {self.path}). "
+                        f"Wait for it to finish, or pass --force-unlock if that run is gone")
+                self.log(f"note: taking over the lock of an earlier run ({who}): {why}")
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            self._beat = time.time()
+            return self
+        self._cleanup_dir()
+        raise LMIError(f"output.path: could not take the lock {self.path} (another run keeps taking it)")
+
+    def heartbeat(self) -> None:
+        """Refresh the lock's mtime (at most every 30 s) so other hosts see this run alive."""
+        now = time.time()
+        if self.held and now - self._beat >= _HEARTBEAT_EVERY_S:
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass
+            self._beat = now
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours; remove the folder if this run created it and left it empty."""
+        if self.held:
+            old = self._read()
+            if old and old.get("token") == self.token:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            self.held = False
+        self._cleanup_dir()
+
+    def _cleanup_dir(self) -> None:
+        if self.created_dir:
+            try:
+                os.rmdir(self.dir)  # only when empty: a run that wrote nothing leaves nothing
+            except OSError:
+                pass
+
+    def __enter__(self) -> "StudyLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 @dataclass
@@ -161,17 +300,120 @@ class _LMIWorker:
     def info(self) -> dict:
         import torch
 
+        import ray
+
         return {"index": self.index, "name": self.name, "device": self.device, "gpu_ids": self.gpu_ids,
-                "torch_threads": torch.get_num_threads(), "pid": os.getpid()}
+                "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}
 
     def run(self, batch: Batch, ctx: dict, attempt: int) -> list[dict]:
         from lmi_distributed.engine.execute import execute_batch
 
+        _test_hook(batch.batch_id, attempt)
         recs = execute_batch(batch, ctx["config"], ctx["store_path"], ctx["out_dir"], device=self.device,
                              variables=ctx["variables"], worker=self.name, attempt=attempt)
         for r in recs:
             r.pop("latent_null", None)  # already in the Parquet part; keep the reply small
         return recs
+
+
+def _test_hook(batch_id: str, attempt: int) -> None:
+    """Fault injection for tests only (environment variables, forwarded to the worker actors):
+    ``LMI_TEST_HOOK_LOG=<file>`` appends ``<batch_id> <attempt> <pid>`` per execution;
+    ``LMI_TEST_FAIL_BATCH=<id>[,<id>]`` raises inside the worker every time that batch runs;
+    ``LMI_TEST_CRASH_BATCH=<id>[,<id>]`` kills the worker process (as a segfault or the OOM killer)."""
+    log_path = os.environ.get("LMI_TEST_HOOK_LOG")
+    if log_path:
+        with open(log_path, "a") as fh:
+            fh.write(f"{batch_id} {attempt} {os.getpid()}\n")
+    if batch_id in os.environ.get("LMI_TEST_FAIL_BATCH", "").split(","):
+        raise RuntimeError(f"LMI_TEST_FAIL_BATCH: injected failure in batch {batch_id}")
+    if batch_id in os.environ.get("LMI_TEST_CRASH_BATCH", "").split(","):
+        os._exit(77)
+
+
+def _test_env() -> dict[str, str]:
+    """The driver's ``LMI_TEST_*`` variables, passed on to the actors (see ``_test_hook``)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("LMI_TEST_") and k != "LMI_TEST_RAY_JOBS_ADDRESS"}
+
+
+# ------------------------------------------------------------------ bookkeeping
+def failure_detail(exc: BaseException) -> tuple[bool, str]:
+    """``(retryable, one-line summary)`` of a batch's failure.
+
+    The summary names the original exception (a Ray task error's cause), first line only. Our own
+    errors (``LMIError``: bad data or settings) are deterministic: retrying cannot help. Anything
+    else (an exception in the estimator, a CUDA OOM, a worker that died) may be retried.
+    """
+    cause = getattr(exc, "cause", None)
+    root = cause if isinstance(cause, BaseException) else exc
+    text = str(root).strip().splitlines()
+    first = text[0] if text else ""
+    if type(root).__name__ == "RayTaskError" or first.startswith("ray::"):
+        first = next((ln for ln in reversed(text) if ln.strip()), first)
+    detail = f"{type(root).__name__}: {first.strip()}"[:500]
+    return not isinstance(root, LMIError), detail
+
+
+@dataclass
+class FailedBatch:
+    batch: Batch
+    attempts: int
+    detail: str
+
+
+class BatchLedger:
+    """Ray-free bookkeeping of the scheduling loop: the queue, the batches in flight on each
+    worker, workers lost for good, and attempts. Every try of a batch, whether it raised or its
+    worker died, counts toward ``max_attempts`` (Ray itself retries nothing), so a batch runs at
+    most ``max_attempts`` times in all; then it is given up (``failed``)."""
+
+    def __init__(self, batches: list[Batch], workers: list[int], max_in_flight: int, max_attempts: int):
+        self.queue: deque[tuple[Batch, int]] = deque((b, 0) for b in batches)
+        self.inflight: dict[Any, tuple[Batch, int, int]] = {}
+        self.count: dict[int, int] = {w: 0 for w in workers}  # live workers only
+        self.dead: set[int] = set()
+        self.failed: list[FailedBatch] = []
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+
+    def dispatch(self, submit: Callable[[int, Batch, int], Any], stop: bool = False) -> None:
+        """Fill every live worker up to ``max_in_flight`` from the queue (``submit`` returns a ref)."""
+        if stop:
+            return
+        for w in list(self.count):
+            while self.queue and self.count[w] < self.max_in_flight:
+                b, att = self.queue.popleft()
+                self.inflight[submit(w, b, att)] = (b, w, att)
+                self.count[w] += 1
+
+    def finished(self, ref: Any) -> tuple[Batch, int, int]:
+        """A ref came back (result or error): ``(batch, worker, attempt)``; frees its slot."""
+        b, w, att = self.inflight.pop(ref)
+        if w in self.count:
+            self.count[w] -= 1
+        return b, w, att
+
+    def worker_lost(self, w: int) -> None:
+        """Worker ``w`` is gone for good: give it no more batches (its in-flight ones fail on their own)."""
+        self.count.pop(w, None)
+        self.dead.add(w)
+
+    def failure(self, b: Batch, att: int, detail: str, retryable: bool) -> bool:
+        """Requeue a failed try (True), or give the batch up after ``max_attempts`` tries or a
+        deterministic error (False; recorded in ``failed``)."""
+        if retryable and att + 1 < self.max_attempts:
+            self.queue.appendleft((b, att + 1))
+            return True
+        self.failed.append(FailedBatch(b, att + 1, detail))
+        return False
+
+    def in_flight_by_worker(self) -> dict[int, int]:
+        return dict(self.count)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.inflight)
 
 
 @dataclass
@@ -188,6 +430,8 @@ class RunState:
     actors: list = field(default_factory=list)  # Ray actor handles (for tests / introspection)
     compute_s: float = 0.0
     io_s: float = 0.0
+    failed_tasks: int = 0
+    in_flight: dict = field(default_factory=dict)  # worker index -> batches in flight (live workers)
 
     def line(self) -> str:
         el = time.perf_counter() - self.started
@@ -208,15 +452,45 @@ def run_study(
     max_batches: int | None = None,
     on_progress: Callable[[RunState], None] | None = None,
     shutdown: bool | None = None,
+    force_unlock: bool = False,
     log: Callable[[str], None] = _log,
 ) -> dict:
     """Run (or resume) a study on Ray and aggregate it. Returns the summary dict.
 
+    First the pre-flight checks (``engine.preflight``: one ``ConfigError`` listing every problem,
+    before Ray starts and before the output folder exists), then the output folder's lock
+    (``StudyLock``; ``force_unlock`` takes over a lock of a run that is gone).
     ``address``: Ray address (None: RAY_ADDRESS if set, else an embedded local Ray with
     ``num_cpus``). ``max_batches``: stop after that many batches (a partial run; rerun resumes).
     ``on_progress(state)``: called after each finished batch. ``shutdown``: shut Ray down at the
     end (default: only if this call started it).
     """
+    from lmi_distributed.engine.execute import out_dir_abs
+    from lmi_distributed.engine.preflight import preflight
+
+    t0 = time.perf_counter()
+    preflight(cfg, log=log)
+    log(f"pre-flight checks passed in {time.perf_counter() - t0:.2f} s")
+    with StudyLock(out_dir_abs(cfg), log=log).acquire(force=force_unlock) as lock:
+        return _run_study_locked(cfg, address=address, num_cpus=num_cpus, overwrite=overwrite,
+                                 progress_every=progress_every, max_batches=max_batches, on_progress=on_progress,
+                                 shutdown=shutdown, log=log, heartbeat=lock.heartbeat)
+
+
+def _run_study_locked(
+    cfg: StudyConfig,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    overwrite: bool = False,
+    progress_every: float = 10.0,
+    max_batches: int | None = None,
+    on_progress: Callable[[RunState], None] | None = None,
+    shutdown: bool | None = None,
+    log: Callable[[str], None] = _log,
+    heartbeat: Callable[[], None] | None = None,
+) -> dict:
+    """The body of ``run_study`` once the pre-flight passed and the lock is held."""
     import ray
 
     t_start = time.perf_counter()
@@ -237,7 +511,7 @@ def run_study(
         connect_ray(address, num_cpus, log=log)
         try:
             _schedule(cfg, plan, pending, store_path, out_dir, variables, state, run_info,
-                      progress_every, max_batches, on_progress, log)
+                      progress_every, max_batches, on_progress, log, heartbeat=heartbeat)
         finally:
             if shutdown or (shutdown is None and started_ray):
                 ray.shutdown()
@@ -274,21 +548,88 @@ def run_study(
 
 def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: str, out_dir: str,
               variables: dict, state: RunState, run_info: dict, progress_every: float,
-              max_batches: int | None, on_progress, log) -> None:
+              max_batches: int | None, on_progress, log, heartbeat: Callable[[], None] | None = None) -> None:
+    """Start the worker actors and keep them busy until every pending batch finished or failed.
+
+    A batch that raises, or whose worker dies, is tried again (on any live worker) until it has
+    run ``resources.max_batch_attempts`` times in all; Ray retries nothing itself
+    (``max_task_retries=0``), so the two never multiply. A batch given up is recorded as failed
+    (``engine.failures``) and the rest of the study goes on. Raises only when no worker is left.
+    """
     import ray
-    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
     r = cfg.resources
     t_actors = time.perf_counter()
     choice = choose_workers(cfg, ray.cluster_resources(), len(pending))
     log(choice.message)
+    if cfg.estimator.ksg_backend == "cupy" and not choice.use_gpu:
+        raise ConfigError("estimator.ksg_backend: 'cupy' needs GPU workers, but the run falls back to CPU "
+                          "workers (no GPU in the Ray cluster); use 'auto'")
+    if "max_task_retries" in r.model_fields_set:
+        log("note: resources.max_task_retries is not passed to Ray; every try of a batch counts toward "
+            "resources.max_batch_attempts")
     run_info.update({"workers": choice.n_workers, "device": "cuda" if choice.use_gpu else "cpu",
                      "torch_threads": choice.torch_threads})
     env = {k: str(choice.torch_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env.update(_test_env())
+    actors, alive = _start_actors(cfg, choice, env, state, log)
+    run_info["actors_start_s"] = round(time.perf_counter() - t_actors, 3)
+    devs = sorted({w["device"] for w in state.workers})
+    log(f"{len(alive)} worker(s) ready on {', '.join(devs)}")
+
+    ctx_ref = ray.put({"config": cfg, "store_path": store_path, "out_dir": out_dir, "variables": variables})
+    ledger = BatchLedger(pending, alive, r.max_in_flight_per_worker, r.max_batch_attempts)
+
+    def submit(w: int, b: Batch, att: int):
+        return actors[w].run.options(name=f"lmi batch {b.batch_id}", retry_exceptions=False).remote(b, ctx_ref, att)
+
+    gauge = _tasks_gauge()
+    last = time.perf_counter()
+    stop = False
+    try:
+        while ledger.busy:
+            ledger.dispatch(submit, stop)
+            state.in_flight = ledger.in_flight_by_worker()
+            if not ledger.inflight:
+                break
+            done, _ = ray.wait(list(ledger.inflight), num_returns=1, timeout=progress_every)
+            for ref in done:
+                b, w, att = ledger.finished(ref)
+                try:
+                    recs = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - every failure is judged below
+                    _on_failure(ledger, actors, state, out_dir, b, w, att, exc, log)
+                    continue
+                _on_success(cfg, state, out_dir, b, recs, gauge)
+                state.in_flight = ledger.in_flight_by_worker()
+                if on_progress is not None:
+                    on_progress(state)
+                if max_batches is not None and state.done_batches >= max_batches and not stop:
+                    log(f"stopping after {state.done_batches} batch(es) as asked (rerun to resume)")
+                    stop = True
+                    ledger.queue.clear()
+            if heartbeat is not None:
+                heartbeat()
+            if time.perf_counter() - last >= progress_every or not ledger.busy:
+                log(state.line())
+                last = time.perf_counter()
+    finally:
+        _record_failures(ledger, run_info)
+        for a in actors:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _start_actors(cfg: StudyConfig, choice: WorkerChoice, env: dict, state: RunState, log) -> tuple[list, list[int]]:
+    """Create the worker actors and wait (180 s at most) until they answer; returns (actors, alive)."""
+    import ray
+
     Actor = ray.remote(_LMIWorker)
     tag = uuid.uuid4().hex[:6]
-    actors = [Actor.options(num_cpus=choice.num_cpus, num_gpus=choice.num_gpus, max_restarts=r.max_restarts,
-                            max_task_retries=r.max_task_retries, name=f"lmi-{cfg.name}-{i}-{tag}",
+    actors = [Actor.options(num_cpus=choice.num_cpus, num_gpus=choice.num_gpus, max_restarts=cfg.resources.max_restarts,
+                            max_task_retries=0, name=f"lmi-{cfg.name}-{i}-{tag}",
                             runtime_env={"env_vars": env}).remote(i, choice.torch_threads, choice.use_gpu)
               for i in range(choice.n_workers)]
     # Never wait forever on resources that cannot be granted: give actors a deadline to start.
@@ -309,88 +650,88 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
         raise LMIError("no worker actor could start on the Ray cluster (see the messages above)")
     alive.sort()
     state.actors = actors
-    run_info["actors_start_s"] = round(time.perf_counter() - t_actors, 3)
-    devs = sorted({w["device"] for w in state.workers})
-    log(f"{len(alive)} worker(s) ready on {', '.join(devs)}")
+    return actors, alive
 
-    ctx_ref = ray.put({"config": cfg, "store_path": store_path, "out_dir": out_dir, "variables": variables})
-    queue: deque[tuple[Batch, int]] = deque((b, 0) for b in pending)
-    inflight: dict[Any, tuple[Batch, int, int]] = {}
-    count = {i: 0 for i in alive}
-    last = time.perf_counter()
-    stop = False
+
+def _tasks_gauge():
     try:
         from ray.util.metrics import Gauge
 
-        gauge = Gauge("lmi_tasks_done", description="LMI study tasks finished", tag_keys=("study",))
+        return Gauge("lmi_tasks_done", description="LMI study tasks finished", tag_keys=("study",))
     except Exception:  # noqa: BLE001
-        gauge = None
-    while (queue and not stop) or inflight:
-        if not stop:
-            for i in list(count):
-                while queue and count[i] < r.max_in_flight_per_worker:
-                    b, att = queue.popleft()
-                    ref = actors[i].run.options(name=f"lmi batch {b.batch_id}").remote(b, ctx_ref, att)
-                    inflight[ref] = (b, i, att)
-                    count[i] += 1
-        if not inflight:
-            break
-        done, _ = ray.wait(list(inflight), num_returns=1, timeout=progress_every)
-        for ref in done:
-            b, i, att = inflight.pop(ref)
-            count[i] -= 1
-            try:
-                recs = ray.get(ref)
-            except (RayActorError, RayTaskError, GetTimeoutError, Exception) as exc:  # noqa: BLE001
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, LMIError):  # bad data or settings: retrying cannot help
-                    raise type(cause)(f"batch {b.batch_id}: {cause}") from exc
-                if att + 1 >= r.max_batch_attempts:
-                    raise LMIError(f"batch {b.batch_id} failed {att + 1} time(s); last error: {exc}") from exc
-                log(f"batch {b.batch_id} lost on worker {i} ({type(exc).__name__}); retrying "
-                    f"(attempt {att + 2}/{r.max_batch_attempts})")
-                state.retried_batches += 1
-                if isinstance(exc, RayActorError) and not _actor_alive(actors[i]):
-                    log(f"worker {i} is gone for good; {len(count) - 1} left")
-                    count.pop(i, None)
-                    if not count:
-                        raise LMIError("every worker actor died; see the Ray logs") from exc
-                queue.appendleft((b, att + 1))
-                continue
-            state.done_tasks += len(recs)
-            state.done_batches += 1
-            if recs:
-                t = recs[0].get("_timing", {})
-                state.compute_s += t.get("train_s", 0.0) + t.get("null_s", 0.0)
-                state.io_s += t.get("read_s", 0.0) + t.get("write_s", 0.0)
-            if gauge is not None:
-                try:
-                    gauge.set(state.done_tasks, tags={"study": cfg.name})
-                except Exception:  # noqa: BLE001
-                    pass
-            if on_progress is not None:
-                on_progress(state)
-            if max_batches is not None and state.done_batches >= max_batches and not stop:
-                log(f"stopping after {state.done_batches} batch(es) as asked (rerun to resume)")
-                stop = True
-        if time.perf_counter() - last >= progress_every or (not queue and not inflight):
-            log(state.line())
-            last = time.perf_counter()
-    for a in actors:
+        return None
+
+
+def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, recs: list[dict], gauge) -> None:
+    from lmi_distributed.engine.failures import clear_failed
+
+    state.done_tasks += len(recs)
+    state.done_batches += 1
+    clear_failed(out_dir, [b.batch_id])  # it failed in an earlier run; it is done now
+    if recs:
+        t = recs[0].get("_timing", {})
+        state.compute_s += t.get("train_s", 0.0) + t.get("null_s", 0.0)
+        state.io_s += t.get("read_s", 0.0) + t.get("write_s", 0.0)
+    if gauge is not None:
         try:
-            ray.kill(a)
+            gauge.set(state.done_tasks, tags={"study": cfg.name})
         except Exception:  # noqa: BLE001
             pass
 
 
-def _actor_alive(actor) -> bool:
-    import ray
+def _on_failure(ledger: BatchLedger, actors: list, state: RunState, out_dir: str, b: Batch, w: int, att: int,
+                exc: BaseException, log) -> None:
+    """A try of batch ``b`` on worker ``w`` failed: retry it elsewhere, or record it as failed."""
+    from ray.exceptions import RayActorError
 
-    try:
-        ray.get(actor.info.remote(), timeout=30)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
+    from lmi_distributed.engine.failures import write_failed
+
+    retryable, detail = failure_detail(exc)
+    if isinstance(exc, RayActorError) and w not in ledger.dead and not _actor_alive(actors[w]):
+        ledger.worker_lost(w)
+        log(f"worker {w} is gone for good; {len(ledger.count)} left")
+    if ledger.failure(b, att, detail, retryable):
+        state.retried_batches += 1
+        log(f"batch {b.batch_id} failed on worker {w} ({detail}); retrying "
+            f"(attempt {att + 2}/{ledger.max_attempts})")
+    else:
+        state.failed_tasks += b.size
+        write_failed(out_dir, b, att + 1, detail)
+        log(f"batch {b.batch_id} failed {att + 1} time(s) ({detail}); its {b.size} task(s) are recorded as "
+            f"failed and will be retried on the next run")
+    if not ledger.count and ledger.busy:
+        raise LMIError("every worker actor died; see the Ray logs (finished batches are kept: rerun to resume)")
+
+
+def _record_failures(ledger: BatchLedger, run_info: dict) -> None:
+    run_info["tasks_failed"] = sum(f.batch.size for f in ledger.failed)
+    run_info["failed_batches"] = [{"batch_id": f.batch.batch_id, "tasks": [t.key for t in f.batch.tasks],
+                                   "attempts": f.attempts, "detail": f.detail} for f in ledger.failed[:50]]
+
+
+#: Seconds to wait for a worker that lost a batch to answer (a restart included) before it counts as gone.
+ACTOR_PING_S = 30.0
+
+
+def _actor_alive(actor) -> bool:
+    """Whether a worker that lost a batch still serves (after a restart, if Ray restarts it):
+    pings it until ``ACTOR_PING_S``; a restarting actor answers "unavailable" meanwhile, one that
+    is dead for good (no restarts left, killed, its node lost) answers "died" or never."""
+    import ray
+    from ray.exceptions import ActorDiedError, GetTimeoutError
+
+    deadline = time.monotonic() + ACTOR_PING_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            ray.get(actor.info.remote(), timeout=left)
+            return True
+        except (ActorDiedError, GetTimeoutError):
+            return False
+        except Exception:  # noqa: BLE001 - unavailable while restarting: ask again
+            time.sleep(min(1.0, max(left, 0)))
 
 
 def main_exit_code(summary: dict) -> int:
