@@ -10,6 +10,7 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -277,6 +278,12 @@ def test_failing_and_crashing_batches_tried_three_times_then_recorded(ray_local,
     _assert_stored_once(cfg, {t.key for t in plan_study(cfg).tasks} - set(failed["key"]))
     pairs = pd.read_parquet(Path(cfg.output.path) / "pairs.parquet")
     assert len(pairs) == 3  # every pair shown; the one without its observed task has no estimate
+    by_pair = pairs.set_index("pair")
+    for _, f in failed[failed["kind"] == "observed"].iterrows():   # shown as failed, with the error
+        row = by_pair.loc[f["pair"]]
+        assert row["status"] == "failed" and np.isnan(row["estimate"]) and not row["significant"]
+        assert f["detail"] in row["detail"]
+    assert (failed["kind"] == "observed").any()
 
     # the next run retries exactly the failed tasks and clears their failure records
     for var in ("LMI_TEST_FAIL_BATCH", "LMI_TEST_CRASH_BATCH"):

@@ -472,11 +472,12 @@ def _open_anndata(path: Path, fmt: str, key: str | None, spool_dir: Path) -> Sou
 
 
 def _close_quietly(root) -> None:
-    """Close an h5py file (zarr groups have nothing to close)."""
+    """Close an h5py file (zarr groups have nothing to close). Called while another error is
+    being raised about the same file: a failure to close must not replace that error."""
     try:
         if hasattr(root, "close"):
             root.close()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the error being raised already names the file
         pass
 
 

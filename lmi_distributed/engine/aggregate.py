@@ -248,16 +248,26 @@ def completeness(pairs, n_tasks_stored: int, n_tasks_planned: int) -> dict[str, 
 
 
 def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dict | None = None,
-                  report: bool = True, keys=None, study_fingerprint: str | None = None) -> dict:
+                  report: bool = True, keys=None, study_fingerprint: str | None = None,
+                  failed=None) -> dict:
     """Write ``pairs.parquet`` + ``summary.json`` (+ ``heatmap.png``, ``report.html``); return the summary.
 
     ``keys``: the current plan's task keys (default ``plan_keys(cfg)``); only their records count,
-    and ``complete`` says whether every one of them is stored."""
+    and ``complete`` says whether every one of them is stored. ``failed``: records of tasks whose
+    batch failed for good (``engine.failures.read_failed``): not stored, but their pairs show
+    status "failed" with the error as ``detail`` instead of "missing"/"incomplete"."""
+    import pandas as pd
+
     out = Path(out_dir)
     keys = list(plan_keys(cfg) if keys is None else keys)
     if len(tasks):
         tasks = tasks[tasks["key"].isin(set(keys))]
-    pairs = aggregate_pairs(tasks, cfg, keys=keys)
+    shown = tasks
+    if failed is not None and len(failed):
+        failed = failed[failed["key"].isin(set(keys)) & ~failed["key"].isin(set(tasks["key"]) if len(tasks) else set())]
+        if len(failed):
+            shown = pd.concat([tasks, failed], ignore_index=True) if len(tasks) else failed.reset_index(drop=True)
+    pairs = aggregate_pairs(shown, cfg, keys=keys)
     tmp = out / ".tmp-pairs.parquet"
     pairs.to_parquet(tmp, index=False)
     tmp.replace(out / "pairs.parquet")

@@ -139,8 +139,10 @@ class ResourcesConfig(_Strict):
     cpu_fallback: bool = True
     require_gpu: bool = False
     max_restarts: int = Field(3, ge=0, description="actor restarts after a crash")
-    max_task_retries: int = Field(2, ge=0, description="Ray retries of a batch lost with its actor")
-    max_batch_attempts: int = Field(3, ge=1, description="engine-level attempts per batch")
+    max_task_retries: int = Field(2, ge=0, description="deprecated, ignored: Ray retries no batch itself; "
+                                  "every try counts toward max_batch_attempts")
+    max_batch_attempts: int = Field(3, ge=1, description="tries per batch in all (exceptions and lost workers); "
+                                    "then its tasks are recorded as failed and retried by the next run")
 
     @field_validator("workers")
     @classmethod

@@ -116,9 +116,14 @@ def _paths_problems(cfg: StudyConfig, store_path: Path, out_dir: Path, output: b
 
 
 # ------------------------------------------------------------------------- data
-def _variable_key(i: int, spec: Any, msg: str) -> str:
+def _variable_key(i: int, spec: Any, exc: Exception) -> str:
     """The most specific key path of a variable's DataError."""
+    msg = str(exc)
+    from lmi_distributed.data import FilterError
+
     low = msg.lower()
+    if isinstance(exc, FilterError):
+        return f"variables[{i}].where"
     if "unknown matrix" in low:
         return f"variables[{i}].matrix"
     if spec.where is not None and ("filter" in low or "obs column" in low):
@@ -186,7 +191,7 @@ def _data_problems(cfg: StudyConfig, store_path: Path, info: PreflightInfo) -> l
         try:
             info.variables[v.name] = resolve_variable(store, spec)
         except (LMIError, OSError) as exc:
-            errs.append(f"  {_variable_key(i, spec, str(exc))}: {exc}")
+            errs.append(f"  {_variable_key(i, spec, exc)}: {exc}")
     sizes: dict[tuple[str, str], int] = {}
     for x, y in cfg.pair_list():
         if x not in info.variables or y not in info.variables:

@@ -228,7 +228,7 @@ class ResultStore:
             log(f"damaged {self.meta_path.name} moved to {dest}; {why_ok}; 0 tasks will be recomputed")
 
     def clear(self) -> None:
-        for p in (self.tasks_dir, self.pmi_dir):
+        for p in (self.tasks_dir, self.pmi_dir, self.root / "failed"):   # failed/: engine.failures
             if p.exists():
                 shutil.rmtree(p)
         for name in ("pairs.parquet", "summary.json", "heatmap.png", "report.html", "study.json",

@@ -533,8 +533,11 @@ def _run_study_locked(
     if plan_keys:  # always: a stale summary of earlier results must not outlive them
         from lmi_distributed.engine.aggregate import write_outputs
 
+        from lmi_distributed.engine.failures import read_failed
+
         summary = write_outputs(cfg, out_dir, tasks, run_info=run_info, report=cfg.output.report,
-                                keys=plan_keys, study_fingerprint=results.fingerprint)
+                                keys=plan_keys, study_fingerprint=results.fingerprint,
+                                failed=read_failed(out_dir, set(tasks["key"]) if len(tasks) else set()))
         log(f"wrote {out_dir}/pairs.parquet, summary.json" + (", heatmap.png, report.html" if cfg.output.report else "")
             + f" ({len(tasks)}/{len(plan.tasks)} tasks done, {summary.get('n_significant', 0)} significant pair(s))"
             + ("" if summary.get("complete") else f"; q-values {summary.get('q_values')}")
