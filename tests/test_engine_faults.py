@@ -279,11 +279,13 @@ def test_failing_and_crashing_batches_tried_three_times_then_recorded(ray_local,
     pairs = pd.read_parquet(Path(cfg.output.path) / "pairs.parquet")
     assert len(pairs) == 3  # every pair shown; the one without its observed task has no estimate
     by_pair = pairs.set_index("pair")
-    for _, f in failed[failed["kind"] == "observed"].iterrows():   # shown as failed, with the error
+    for _, f in failed.iterrows():
         row = by_pair.loc[f["pair"]]
-        assert row["status"] == "failed" and np.isnan(row["estimate"]) and not row["significant"]
-        assert f["detail"] in row["detail"]
-    assert (failed["kind"] == "observed").any()
+        if f["kind"] == "observed":   # the pair is shown as failed, with the error
+            assert row["status"] == "failed" and np.isnan(row["estimate"]) and not row["significant"]
+            assert f["detail"] in row["detail"]
+        else:                         # a lost shuffle draw is left out of the null, and counted
+            assert row["shuffle_n_dropped"] >= 1
 
     # the next run retries exactly the failed tasks and clears their failure records
     for var in ("LMI_TEST_FAIL_BATCH", "LMI_TEST_CRASH_BATCH"):

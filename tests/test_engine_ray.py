@@ -43,7 +43,8 @@ def tiny(tmp_path_factory):
                  "demo": {"n": 200, "t": 3, "k": 1, "d": 4, "rho": 0.9, "seed": 1}},
         "variables": ["X0", "X1", "X2"], "pairs": {"all_pairs_of": "all"}, "replicates": 2,
         "nulls": {"retrain_shuffles": 1, "latent_permutations": 10},
-        "estimator": {"hidden": 8, "max_epochs": 6, "patience": 3, "batch_size": 64, "lr": 1e-3},
+        # enough training that every task beats its initial weights (else "diverged", NaN)
+        "estimator": {"hidden": 16, "max_epochs": 10, "patience": 5, "batch_size": 32, "lr": 1e-2},
         "resources": {"workers": 2, "torch_threads": 1, "pairs_per_batch": 2, "max_in_flight_per_worker": 1},
         "output": {"path": str(root / "base")},
     }

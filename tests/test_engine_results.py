@@ -218,8 +218,8 @@ def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
     real = execute._estimate_many
 
-    def degenerate_first(pairs, seeds, settings):
-        res = real(pairs, seeds, settings)
+    def degenerate_first(pairs, seeds, settings, ids=None):
+        res = real(pairs, seeds, settings, ids)
         res[0].status, res[0].detail = "degenerate", "collapsed latents"  # mi left as a number on purpose
         return res
 
