@@ -43,7 +43,7 @@ log = logging.getLogger("lmi_distributed")
 ProgressFn = Callable[[int, int, np.ndarray], None]
 
 
-@dataclass
+@dataclass(repr=False)
 class LMIResult:
     """One pair's LMI estimate. MI / pMI in bits."""
 
@@ -61,6 +61,14 @@ class LMIResult:
     settings: LMISettings = field(repr=False)
     status: str = "ok"           # one of STATUSES; anything but "ok" comes with mi = NaN
     detail: str = ""             # why the status is not "ok" (empty when ok)
+    #: the pair's trained encoder weights ({"ex.0.w": (1, in, out) tensor, ...} on the CPU, and the
+    #: NetSpec) when asked for (``LMI.fit``); None otherwise and for pairs that never trained
+    encoders: Any = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        """One line, no arrays: ``LMIResult(mi=0.95 bits, status='ok', N=2000, n_test=1000, epochs=87, seed=0)``."""
+        return (f"LMIResult(mi={self.mi:.4g} bits, status={self.status!r}, N={len(self.pmi)}, "
+                f"n_test={len(self.test_idx)}, epochs={self.epochs}, seed={self.seed})")
 
 
 def _check_variable(a: Any, name: str) -> np.ndarray:
@@ -209,12 +217,14 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
                      detail=detail, **base)
 
 
-def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None) -> list[LMIResult]:
+def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,
+                    keep_encoders: bool = False) -> list[LMIResult]:
     """Train the ok pairs of ``preps`` (one shape) as ONE batch, encode, check, run KSG.
 
     Pairs whose preparation found a problem get their not-ok result without training; the
     others train together. A trained pair whose losses or latents are not trustworthy gets
     status "diverged" / "degenerate" and NaN MI (:mod:`.diagnostics`). Returns results in order.
+    ``keep_encoders``: every trained result carries its encoder weights (``LMIResult.encoders``).
     """
     import torch
 
@@ -282,6 +292,9 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         zx, zy, status, detail, jittered = fitted[p]
         common = dict(zx=zx, zy=zy, epochs=int(res.epochs[p]), best_epoch=int(res.best_epoch[p]),
                       train_loss=res.train_loss[p], val_loss=res.val_loss[p])
+        if keep_encoders:
+            common["encoders"] = (spec, {k: v[p:p + 1].detach().cpu().clone()
+                                         for k, v in res.model.params.items() if k.startswith(("ex.", "ey."))})
         if status != "ok":
             out[live[p]] = _not_ok_result(batch[p], s, status, detail, **common)
             continue
@@ -392,6 +405,19 @@ def estimate_many(
     s = resolve_settings(settings)
     pairs = list(pairs)
     seed_list = _check_seeds(seeds, len(pairs))
+    results = _estimate_many(pairs, seed_list, s, progress=progress, validate=validate, ids=ids)
+    for i, r in enumerate(results):
+        if r.status != "ok":
+            warnings.warn(f"pair {i} (seed {r.seed}): status {r.status!r}, MI is NaN: {r.detail}",
+                          LMIWarning, stacklevel=2)
+    return results
+
+
+def _estimate_many(pairs: list, seed_list: list[int], s: LMISettings, *, progress: ProgressFn | None = None,
+                   validate: bool = True, ids: Sequence[tuple[Any, Any] | None] | None = None,
+                   keep_encoders: bool = False) -> list[LMIResult]:
+    """The body of :func:`estimate_many` (checked seeds, resolved settings), without its
+    warnings; ``keep_encoders`` as in :func:`_train_prepared` (``LMI.fit``, ``pairwise``)."""
     label = (lambda i: f"pair {i}: ") if len(pairs) > 1 else (lambda i: "")
     if ids is not None and len(ids) != len(pairs):
         raise InputError(f"got {len(ids)} ids entries for {len(pairs)} pairs")
@@ -432,13 +458,9 @@ def estimate_many(
         groups.setdefault(key, []).append(i)
     results: list[LMIResult | None] = [None] * len(pairs)
     for idx in groups.values():
-        got = _train_prepared([preps[i] for i in idx], s, progress)
+        got = _train_prepared([preps[i] for i in idx], s, progress, keep_encoders)
         for i, r in zip(idx, got):
             results[i] = r
-    for i, r in enumerate(results):
-        if r is not None and r.status != "ok":
-            warnings.warn(f"pair {i} (seed {r.seed}): status {r.status!r}, MI is NaN: {r.detail}",
-                          LMIWarning, stacklevel=2)
     return results  # type: ignore[return-value]
 
 
