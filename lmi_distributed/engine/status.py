@@ -22,6 +22,9 @@ from lmi_distributed.errors import ConfigError, DataError
 
 __all__ = ["load_output_study", "lock_state", "study_status", "format_status"]
 
+#: estimator settings the engine sets per worker; in study.json's config dump, never settable
+_ENGINE_OWNED = ("device", "num_threads")
+
 
 def load_output_study(out_dir: str | os.PathLike) -> tuple[dict, Any]:
     """(study.json as a dict, its ``StudyConfig``) of a study output folder.
@@ -47,10 +50,20 @@ def load_output_study(out_dir: str | os.PathLike) -> tuple[dict, Any]:
                         "and rewrites it") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise DataError(f"{meta_path}: no study config in it (damaged?)")
+    raw = json.loads(json.dumps(meta["config"]))
+    est = raw.get("estimator")
+    if isinstance(est, dict):
+        # StudyConfig.model_dump() writes the engine-owned settings (set per worker from
+        # ``resources``) that a study may not set: drop them to parse the dump back
+        for k in _ENGINE_OWNED:
+            est.pop(k, None)
     try:
-        cfg = parse_study(meta["config"], source=str(meta_path))
+        cfg = parse_study(raw, source=str(meta_path))
     except ConfigError as exc:
         raise ConfigError(f"the config stored in {meta_path} does not validate with this version: {exc}") from None
+    if meta.get("fingerprint") and cfg.fingerprint() != meta["fingerprint"]:
+        raise ConfigError(f"the config stored in {meta_path} does not reproduce its fingerprint "
+                          f"({cfg.fingerprint()} != {meta['fingerprint']}); written by another version?")
     return meta, cfg
 
 
