@@ -26,7 +26,7 @@ def _report(args: argparse.Namespace) -> int:
     from lmi_distributed.errors import LMIError
 
     out_dir = args.output
-    meta, cfg = load_output_study(out_dir)
+    _, cfg = load_output_study(out_dir)
     lock = lock_state(out_dir)
     if lock.get("held") and lock.get("alive"):
         raise LMIError(f"{out_dir}: a run is in progress (host {lock.get('host')}, pid {lock.get('pid')}, "
