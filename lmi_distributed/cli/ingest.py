@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("source", nargs="?", help="input file (.npy .npz .zarr .h5ad .parquet .csv .tsv)")
     p.add_argument("store", help="dataset store directory (created if missing)")
     p.add_argument("--name", help="matrix name in the store (default: input file stem)")
-    p.add_argument("--list", action="store_true", help="list the matrices of STORE and exit")
+    p.add_argument("--list", action="store_true", help="list the matrices of STORE and exit (same as `ls STORE`)")
     p.add_argument("--format", help="input format (default: from the extension)")
     p.add_argument("--key", help="npz member / zarr array path / AnnData 'X' or layer name")
     p.add_argument("--id-column", help="table column holding row ids (e.g. UniProt accession)")
@@ -77,19 +77,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from lmi_distributed.errors import DataError
 
-    if args.list:
-        from lmi_distributed.data import open_store
+    if args.list:  # alias of `lmi-distributed ls STORE`
+        from lmi_distributed.cli.ls import print_matrices
 
-        store = open_store(args.store if args.source is None else args.source)
-        for name in store.matrix_names:
-            m = store.matrix(name)
-            steps = [s.get("step", "?") for s in m.provenance.get("preprocessing", [])
-                     if isinstance(s, dict)]
-            src = m.provenance.get("source", "")
-            src = src.get("path", "") if isinstance(src, dict) else str(src)
-            print(f"{name}\t{m.shape[0]} x {m.shape[1]}\tchunk_rows={m.chunk_rows}\t"
-                  f"steps={','.join(steps) or '-'}\t{src}")
-        return 0
+        return print_matrices(args.store if args.source is None else args.source)
     if not args.source:
         raise DataError("ingest: give SOURCE and STORE (or --list STORE)")
     from lmi_distributed.data.ingest import ingest

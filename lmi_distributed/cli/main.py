@@ -2,6 +2,10 @@
 
 Each subcommand module exposes `register(subparsers)`, which adds its parser and sets
 `func(args) -> int`. Heavy imports (ray, torch, zarr) happen inside `func`, so `--help` is fast.
+
+Exit codes: 0 success; 2 a user's mistake (bad config, missing file, wrong format; one
+``error:`` line, no traceback); 3 finished but a result is not ok (``estimate``: status not ok;
+``run``: the study is not complete).
 """
 from __future__ import annotations
 
@@ -11,23 +15,35 @@ import os
 import sys
 
 # module name in lmi_distributed.cli -> registers one or more subcommands
-SUBCOMMAND_MODULES = ("ingest", "run", "plan")
+SUBCOMMAND_MODULES = ("estimate", "ingest", "ls", "plan", "run", "status", "report")
+
+EPILOG = """\
+examples:
+  lmi-distributed estimate x.npy y.npy --permutations 100
+  lmi-distributed ingest cells.h5ad data/store.zarr --name rna --preprocess expression
+  lmi-distributed ls data/store.zarr
+  lmi-distributed plan configs/demo.yaml
+  lmi-distributed run configs/demo.yaml
+  lmi-distributed status results/demo
+  lmi-distributed report results/demo
+
+exit codes: 0 ok; 2 user error (one 'error:' line); 3 a result is not ok (estimate status,
+incomplete study)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lmi-distributed`` parser with every subcommand registered."""
+    from lmi_distributed import __version__
+
     parser = argparse.ArgumentParser(
         prog="lmi-distributed",
         description="Latent mutual information estimation at scale.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lmi-distributed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"lmi_distributed.cli.{name}")
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name == f"lmi_distributed.cli.{name}":
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(f"lmi_distributed.cli.{name}").register(sub)
     return parser
 
 
