@@ -117,7 +117,11 @@ class NullsConfig(_Strict):
 class EstimatorConfig(SettingsFields):
     """The study's ``estimator`` block: the fields of ``LMISettings`` (one model, defined in
     ``estimators/settings.py``; defaults are the paper's). ``device`` and ``num_threads`` are set
-    per worker by the engine from ``resources``, so a study may not set them."""
+    per worker by the engine from ``resources``, so a study may not set them, and they are left
+    out of its dumps (``study.json`` reads back as a valid study)."""
+
+    device: str = Field("cpu", exclude=True)
+    num_threads: Optional[int] = Field(None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -12,7 +12,6 @@ networks: replicate r of pair (x, y) has seed ``blake2b(f"{seed}:{x}~{y}/r{r}/ob
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import warnings
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -23,6 +22,7 @@ from lmi_distributed import stats
 from lmi_distributed.errors import ConfigError, InputError, LMIWarning
 
 from .api import ProgressFn, _check_variable, _estimate_many
+from .seeding import key_seed
 from .settings import resolve_settings
 
 if TYPE_CHECKING:
@@ -36,10 +36,8 @@ PAIRWISE_COLUMNS = ["pair", "x", "y", "n", "replicates", "estimate", "sem", "nul
 
 
 def task_seed(seed: int, key: str) -> int:
-    """The engine's seed of task ``key`` in a study seeded ``seed`` (``engine.seeds.derive_seed``,
-    restated here because estimators/ does not import the engine): blake2b -> uint32."""
-    digest = hashlib.blake2b(f"{int(seed)}:{key}".encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % (1 << 32)
+    """The engine's seed of task ``key`` in a study seeded ``seed`` (``seeding.key_seed``)."""
+    return key_seed(seed, key)
 
 
 def _int_option(v: Any, name: str, lo: int) -> int:

@@ -7,7 +7,13 @@ Each purpose gets its own independent stream, derived with numpy's ``SeedSequenc
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+
+#: Key seeds lie in [0, 2**KEY_SEED_BITS). 32 bits keeps them valid for every RNG in use
+#: (numpy Generator / legacy RandomState, torch.manual_seed).
+KEY_SEED_BITS = 32
 
 #: Fixed purpose codes (never renumber: results depend on them).
 PURPOSES: dict[str, int] = {
@@ -32,3 +38,12 @@ def derive_seed(seed: int, purpose: str) -> int:
         raise ValueError(f"seeds must be non-negative integers, got {seed}")
     state = np.random.SeedSequence([seed, PURPOSES[purpose]]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def key_seed(study_seed: int, key: str) -> int:
+    """Seed of ``key`` (a task key such as ``"X~Y/r0/obs"``) in a study or screen seeded
+    ``study_seed``: blake2b(f"{study_seed}:{key}") -> uint32. Stable across processes,
+    platforms and Python versions (unlike ``hash``). The engine's tasks and ``pairwise`` both
+    use it, so a screen and a study with the same seed train the same networks."""
+    digest = hashlib.blake2b(f"{int(study_seed)}:{key}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (1 << KEY_SEED_BITS)
