@@ -14,22 +14,9 @@ from scipy.special import digamma
 from lmi_distributed.errors import InputError
 from lmi_distributed.estimators.ksg import ksg_mi, ksg_pmi, oos_pmi
 
+from ksg_reference import reference_pmi  # noqa: E402
+
 LATENTMI_PY = Path(__file__).resolve().parents[1] / ".venv-latentmi" / "bin" / "python"
-
-
-def reference_pmi(x, y, k=3):
-    """Straightforward O(N^2) KSG-1 pMI in bits (strict counts, self excluded by index)."""
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
-    dx = np.abs(x[:, None, :] - x[None, :, :]).max(-1)
-    dy = np.abs(y[:, None, :] - y[None, :, :]).max(-1)
-    np.fill_diagonal(dx, np.inf)
-    np.fill_diagonal(dy, np.inf)
-    eps = np.sort(np.maximum(dx, dy), axis=1)[:, k - 1]
-    nx = (dx < eps[:, None]).sum(1)
-    ny = (dy < eps[:, None]).sum(1)
-    n = len(x)
-    return (digamma(k) + digamma(n) - digamma(nx + 1) - digamma(ny + 1)) / math.log(2)
 
 
 def gaussian_pair(n, rho, seed, dims=1):

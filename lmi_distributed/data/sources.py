@@ -64,10 +64,7 @@ class Source:
     def _close_root(self) -> None:
         root = getattr(self, "_root", None)
         if root is not None and hasattr(root, "close"):
-            try:
-                root.close()
-            except Exception:
-                pass
+            _close_quietly(root)
         self._root = None
 
     def _release(self, *arrays) -> None:

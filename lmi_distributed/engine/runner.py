@@ -621,7 +621,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
         for a in actors:
             try:
                 ray.kill(a)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - an actor already gone needs no killing
                 pass
 
 
@@ -678,7 +678,7 @@ def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, recs:
     if gauge is not None:
         try:
             gauge.set(state.done_tasks, tags={"study": cfg.name})
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the dashboard gauge is optional; progress is logged anyway
             pass
 
 

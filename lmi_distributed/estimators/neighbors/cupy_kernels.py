@@ -167,15 +167,6 @@ def _cupy():
     return cupy
 
 
-def available() -> bool:
-    """True when cupy imports and a CUDA device is visible."""
-    try:
-        cp = _cupy()
-        return cp.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 def _tile_for(dx: int, dy: int, size: int) -> int:
     tile = 128
     while tile > 8 and tile * (dx + dy) * size > 40 * 1024:
