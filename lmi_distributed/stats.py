@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["permutation_pvalue", "benjamini_hochberg", "sem", "zscore", "null_of_means"]
+__all__ = ["permutation_pvalue", "benjamini_hochberg", "sem", "zscore", "null_of_means", "null_summary",
+           "bh_over_ok"]
 
 
 def permutation_pvalue(observed: float, null: Sequence[float] | np.ndarray) -> float:
@@ -89,3 +90,29 @@ def null_of_means(null_by_replicate: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(a, axis=0)
+
+
+def null_summary(observed: float, null: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """``(mean, sd, p)`` of a null distribution against ``observed`` (bits in, bits out).
+
+    NaN draws are dropped; sd has ddof=1 (NaN with < 2 draws); p is
+    :func:`permutation_pvalue`. A null without a finite draw gives ``(nan, nan, nan)``: no null,
+    no p-value (rather than p = 1)."""
+    v = np.asarray(null, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    sd = float(np.std(v, ddof=1)) if v.size >= 2 else float("nan")
+    return float(np.mean(v)), sd, permutation_pvalue(observed, v)
+
+
+def bh_over_ok(pvalues: Sequence[float] | np.ndarray, ok: Sequence[bool] | np.ndarray,
+               alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, significant)`` of a screen: Benjamini–Hochberg over the pairs whose ``ok`` is True
+    only (a flagged pair never enters the correction: its q is NaN, it is never significant)."""
+    ok = np.asarray(ok, dtype=bool)
+    p = np.asarray(pvalues, dtype=np.float64).copy()
+    p[~ok] = np.nan
+    q = benjamini_hochberg(p)
+    with np.errstate(invalid="ignore"):
+        return q, (q <= alpha) & ok

@@ -53,3 +53,24 @@ def test_null_of_means():
     a = np.array([[0.0, 1.0, 2.0], [2.0, 3.0, np.nan]])
     np.testing.assert_allclose(stats.null_of_means(a), [1.0, 2.0, 2.0])
     np.testing.assert_allclose(stats.null_of_means(np.array([1.0, 2.0])), [1.0, 2.0])
+
+
+def test_null_summary_drops_nan_and_has_no_p_without_a_null():
+    from lmi_distributed.stats import null_summary
+
+    m, sd, p = null_summary(0.5, [0.1, np.nan, 0.3, 0.6])
+    assert m == pytest.approx(1.0 / 3) and sd == pytest.approx(np.std([0.1, 0.3, 0.6], ddof=1))
+    assert p == (1 + 1) / (1 + 3)                      # one of three finite draws >= 0.5
+    assert all(np.isnan(v) for v in null_summary(0.5, [np.nan, np.nan]))   # no null: no p (not 1)
+    assert np.isnan(null_summary(0.5, [0.2])[1])       # one draw: no sd
+
+
+def test_bh_over_ok_leaves_flagged_pairs_out():
+    from lmi_distributed.stats import benjamini_hochberg, bh_over_ok
+
+    p = np.array([0.01, 0.001, 0.04, 0.02])
+    ok = np.array([True, False, True, True])
+    q, sig = bh_over_ok(p, ok, alpha=0.05)
+    assert np.isnan(q[1]) and not sig[1]               # the flagged pair's tiny p does not count
+    np.testing.assert_array_equal(q[ok], benjamini_hochberg(p[ok]))   # BH over the 3 ok pairs only
+    assert sig.tolist() == [True, False, True, True]   # q = 0.03, 0.04, 0.04 <= 0.05

@@ -70,16 +70,6 @@ def load_truth(cfg: StudyConfig) -> dict[str, float]:
     return {k: float(v) for k, v in pairs.items()}
 
 
-def _nan_sd(a: np.ndarray) -> float:
-    a = a[~np.isnan(a)]
-    return float(np.std(a, ddof=1)) if a.size >= 2 else float("nan")
-
-
-def _nan_mean(a: np.ndarray) -> float:
-    a = a[~np.isnan(a)]
-    return float(np.mean(a)) if a.size else float("nan")
-
-
 def _status_of(obs, n_stored: int, n_planned: int, replicates: int) -> tuple[str, str]:
     """A pair's (status, detail) from its observed records and how many of its tasks are stored."""
     bad = obs[obs["status"] != "ok"] if len(obs) else obs
@@ -157,8 +147,8 @@ def aggregate_pairs(tasks, cfg: StudyConfig, keys=None):
         n_lat = min((v.size for v in lat), default=0)
         if n_lat > 0:
             lnull = stats.null_of_means(np.stack([v[:n_lat] for v in lat]))
-            row.update({"latent_n_null": n_lat, "latent_null_mean": _nan_mean(lnull),
-                        "latent_null_sd": _nan_sd(lnull), "p_latent": stats.permutation_pvalue(est, lnull)})
+            m, sd, p = stats.null_summary(est, lnull)
+            row.update({"latent_n_null": n_lat, "latent_null_mean": m, "latent_null_sd": sd, "p_latent": p})
         else:
             lnull = None
             row.update({"latent_n_null": 0, "latent_null_mean": float("nan"),
@@ -172,9 +162,9 @@ def aggregate_pairs(tasks, cfg: StudyConfig, keys=None):
             piv = piv.dropna(axis=1, how="any")  # a draw needs shuffle j of every replicate
             snull = stats.null_of_means(piv.to_numpy(np.float64)) if piv.shape[1] else np.zeros(0)
             snull = snull[~np.isnan(snull)]
-            row.update({"shuffle_n_null": int(snull.size), "shuffle_null_mean": _nan_mean(snull),
-                        "shuffle_null_sd": _nan_sd(snull),
-                        "p_shuffle": stats.permutation_pvalue(est, snull) if snull.size else float("nan")})
+            m, sd, p = stats.null_summary(est, snull)
+            row.update({"shuffle_n_null": int(snull.size), "shuffle_null_mean": m, "shuffle_null_sd": sd,
+                        "p_shuffle": p})
         else:
             row.update({"shuffle_n_null": 0, "shuffle_null_mean": float("nan"),
                         "shuffle_null_sd": float("nan"), "p_shuffle": float("nan")})
@@ -188,18 +178,15 @@ def aggregate_pairs(tasks, cfg: StudyConfig, keys=None):
             row.update({"null": "none", "null_mean": float("nan"), "null_sd": float("nan"),
                         "p": float("nan"), "z": float("nan")})
         else:
-            row.update({"null": which, "null_mean": _nan_mean(null), "null_sd": _nan_sd(null),
-                        "p": stats.permutation_pvalue(est, null), "z": stats.zscore(est, null)})
+            m, sd, p = stats.null_summary(est, null)
+            row.update({"null": which, "null_mean": m, "null_sd": sd, "p": p, "z": stats.zscore(est, null)})
         rows.append(row)
     df = pd.DataFrame(rows)
     for c in PAIR_COLUMNS:
         if c not in df:
             df[c] = float("nan")
-    ok = (df["status"] == "ok").to_numpy()
-    p = df["p"].to_numpy(np.float64).copy()
-    p[~ok] = np.nan  # flagged pairs never enter the correction
-    df["q"] = stats.benjamini_hochberg(p)
-    df["significant"] = ((df["q"] <= cfg.significance.alpha) & ok).fillna(False).astype(bool)
+    df["q"], df["significant"] = stats.bh_over_ok(df["p"].to_numpy(np.float64), (df["status"] == "ok").to_numpy(),
+                                                  cfg.significance.alpha)
     df = df[PAIR_COLUMNS]
     if truth:
         df["truth"] = [truth.get(p, float("nan")) for p in df["pair"]]

@@ -149,19 +149,14 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
         row.update(estimate=est, sem=stats.sem(mi), status="ok", detail="")
         if n_permutations:
             null = stats.null_of_means(np.stack([nl for *_, nl in reps]))
-            null = null[~np.isnan(null)]
-            row.update(null_mean=float(np.mean(null)) if null.size else nan,
-                       null_sd=float(np.std(null, ddof=1)) if null.size >= 2 else nan,
-                       p=stats.permutation_pvalue(est, null) if null.size else nan)
+            m, sd, p = stats.null_summary(est, null)
+            row.update(null_mean=m, null_sd=sd, p=p)
         else:
             row.update(null_mean=nan, null_sd=nan, p=nan)
         out.append(row)
     df = pd.DataFrame(out)
-    ok = (df["status"] == "ok").to_numpy()
-    p = df["p"].to_numpy(np.float64).copy()
-    p[~ok] = np.nan                     # flagged pairs never enter the correction
-    df["q"] = stats.benjamini_hochberg(p)
-    df["significant"] = (df["q"].to_numpy() <= alpha) & ok
+    df["q"], df["significant"] = stats.bh_over_ok(df["p"].to_numpy(np.float64), (df["status"] == "ok").to_numpy(),
+                                                  alpha)
     df["n"] = df["n"].astype("int64")
     df["replicates"] = df["replicates"].astype("int64")
     return df[PAIRWISE_COLUMNS]
