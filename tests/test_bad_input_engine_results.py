@@ -19,7 +19,7 @@ import pytest
 
 from lmi_distributed.engine.aggregate import aggregate_pairs, write_outputs
 from lmi_distributed.engine.config import parse_study
-from lmi_distributed.engine.execute import execute_batch
+from lmi_distributed.engine.worker import execute_batch
 from lmi_distributed.engine.planner import plan_study
 from lmi_distributed.engine.results import DamagedResultError, ResultStore
 from lmi_distributed.engine.runner import prepare_study

@@ -202,7 +202,7 @@ def _study_raw(tmp: Path) -> dict:
 def study_dir(tmp_path_factory):
     """A study of 3 pairs (1 task each, one batch each): 2 batches stored, 1 recorded failed,
     outputs written as ``run`` writes them."""
-    from lmi_distributed.engine import execute
+    from lmi_distributed.engine import worker
     from lmi_distributed.engine.aggregate import write_outputs
     from lmi_distributed.engine.config import parse_study
     from lmi_distributed.engine.failures import read_failed, write_failed
@@ -213,7 +213,7 @@ def study_dir(tmp_path_factory):
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
     assert len(plan.batches) == 3
     for b in plan.batches[:2]:
-        execute.execute_batch(b, cfg, sp, out, variables=variables)
+        worker.execute_batch(b, cfg, sp, out, variables=variables)
     write_failed(out, plan.batches[2], 3, "RuntimeError: injected")
     keys = [t.key for t in plan.tasks]
     tasks = rs.read_tasks(keys=keys)

@@ -99,7 +99,8 @@ def test_end_to_end(baseline):
 
 
 def test_ray_free_execute_batch_matches_actor(baseline, tmp_path):
-    from lmi_distributed.engine.execute import execute_batch, out_dir_abs, store_path_abs
+    from lmi_distributed.engine.study_data import out_dir_abs, store_path_abs
+    from lmi_distributed.engine.worker import execute_batch
     from lmi_distributed.engine.runner import prepare_study
 
     cfg, _, _ = baseline

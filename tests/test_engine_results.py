@@ -205,7 +205,7 @@ def test_aggregate_uses_only_the_current_plan(tmp_path):
 def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from lmi_distributed.engine import execute
+    from lmi_distributed.engine import worker
     from lmi_distributed.engine.runner import prepare_study
 
     raw = {"name": "st", "seed": 2, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
@@ -216,15 +216,15 @@ def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
            "output": {"path": str(tmp_path / "out")}}
     cfg = parse_study(raw)
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
-    real = execute._estimate_many
+    real = worker._estimate_many
 
     def degenerate_first(pairs, seeds, settings, ids=None):
         res = real(pairs, seeds, settings, ids)
         res[0].status, res[0].detail = "degenerate", "collapsed latents"  # mi left as a number on purpose
         return res
 
-    monkeypatch.setattr(execute, "_estimate_many", degenerate_first)
-    recs = execute.execute_batch(plan.batches[0], cfg, sp, out, variables=variables)
+    monkeypatch.setattr(worker, "_estimate_many", degenerate_first)
+    recs = worker.execute_batch(plan.batches[0], cfg, sp, out, variables=variables)
     assert [r["status"] for r in recs] == ["degenerate", "ok"] and recs[0]["detail"] == "collapsed latents"
     assert np.isnan(recs[0]["mi"]) and np.isfinite(recs[1]["mi"])
     assert np.isnan(recs[0]["latent_null"]).all()  # no null for a number not to trust
@@ -246,3 +246,33 @@ def test_init_without_identity_keeps_the_recorded_one(tmp_path):
     assert other.init(cfg) is True and other.fingerprint == rs.fingerprint
     assert other.finished_keys() == {t.key for t in plan.batches[0].tasks}
     assert json.loads(other.meta_path.read_text())["data_identity"] == ident
+
+
+def test_run_batch_ships_a_receipt_not_the_records(tmp_path):
+    """A worker's reply to the driver carries keys, status counts and timing only; the records
+    (with their null draws) reach the driver from the Parquet part, exactly once."""
+    import pickle
+
+    from lmi_distributed.engine.runner import prepare_study
+    from lmi_distributed.engine.worker import BatchReceipt, run_batch
+
+    raw = {"name": "rc", "seed": 3, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
+           "data": {"store": str(tmp_path / "s.zarr"), "truth": str(tmp_path / "t.json"),
+                    "demo": {"n": 120, "t": 2, "k": 1, "d": 3, "rho": 0.9}},
+           "nulls": {"retrain_shuffles": 1, "latent_permutations": 50},
+           "estimator": {"hidden": 8, "max_epochs": 2, "patience": 2, "batch_size": 64},
+           "output": {"path": str(tmp_path / "out")}}
+    cfg = parse_study(raw)
+    plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
+    batch = plan.batches[0]
+    receipt = run_batch(batch, cfg, sp, out, variables=variables, worker="w0")
+    assert isinstance(receipt, BatchReceipt)
+    assert receipt.keys == tuple(t.key for t in batch.tasks) and receipt.n_tasks == batch.size
+    assert sum(receipt.statuses.values()) == batch.size
+    assert {"read_s", "train_s", "null_s", "write_s"} <= set(receipt.timing)
+    stored = rs.read_tasks()
+    assert sorted(stored["key"]) == sorted(receipt.keys)            # the records are in the part
+    obs = stored[stored["kind"] == "observed"]
+    assert len(obs) == 1 and len(obs.iloc[0]["latent_null"]) == 50  # null draws stored, not shipped
+    # the reply carries no record fields (no null draws, no per-task rows)
+    assert b"latent_null" not in pickle.dumps(receipt) and not hasattr(receipt, "records")

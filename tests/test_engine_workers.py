@@ -40,11 +40,11 @@ def test_gpu_workers_fractional_and_capped():
     assert not c.use_gpu and c.n_workers == 4 and c.torch_threads == 2
 
 
-def test_engine_package_and_execute_do_not_import_ray():
+def test_engine_package_worker_and_study_data_do_not_import_ray():
     import subprocess
     import sys
 
-    code = ("import sys, lmi_distributed.engine, lmi_distributed.engine.execute, lmi_distributed.engine.aggregate, "
+    code = ("import sys, lmi_distributed.engine, lmi_distributed.engine.worker, lmi_distributed.engine.study_data, lmi_distributed.engine.aggregate, "
             "lmi_distributed.cli.run, lmi_distributed.cli.plan; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

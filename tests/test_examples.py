@@ -51,7 +51,7 @@ def _cfg(example: str, data_dir: Path, out: Path, extra: list[str] = ()):
 
 
 def _plan(cfg):
-    from lmi_distributed.engine.execute import pair_shape, resolve_variables, store_path_abs
+    from lmi_distributed.engine.study_data import pair_shape, resolve_variables, store_path_abs
     from lmi_distributed.engine.planner import plan_study
 
     sp = store_path_abs(cfg)
@@ -60,7 +60,7 @@ def _plan(cfg):
 
 
 def _run_first_batch(cfg, sp, variables, plan, out: Path):
-    from lmi_distributed.engine.execute import execute_batch
+    from lmi_distributed.engine.worker import execute_batch
 
     batch = plan.batches[0]
     recs = execute_batch(batch, cfg, sp, str(out), device="cpu", variables=variables)
@@ -192,7 +192,7 @@ def test_join_example_with_held_out_ids_split(data_dir, tmp_path):
     """estimator.split: ids on a join pairing reaches the estimator with the paired rows' ids: the
     records' n_test is the held-out-ids half, well under n/2 since mixed rows are dropped (that no
     id sits in both halves is tested on the API in tests/test_id_split.py)."""
-    from lmi_distributed.engine.execute import execute_batch
+    from lmi_distributed.engine.worker import execute_batch
 
     cfg = _cfg("join", data_dir, tmp_path / "out", ["estimator.split=ids", "estimator.ksg_noise=1e-6"])
     plan, sp, variables = _plan(cfg)

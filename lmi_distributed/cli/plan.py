@@ -8,7 +8,7 @@ from __future__ import annotations
 
 def _plan(args) -> int:
     from lmi_distributed.cli.run import load_from_args
-    from lmi_distributed.engine.execute import out_dir_abs
+    from lmi_distributed.engine.study_data import out_dir_abs
     from lmi_distributed.engine.planner import format_plan, plan_study
     from lmi_distributed.engine.preflight import preflight
     from lmi_distributed.engine.results import ResultStore

@@ -172,7 +172,7 @@ def _demo_problems(cfg: StudyConfig, info: PreflightInfo) -> list[str]:
 
 def _data_problems(cfg: StudyConfig, store_path: Path, info: PreflightInfo) -> list[str]:
     """Open the store, resolve every variable, pair every pair; N against the estimator."""
-    from lmi_distributed.engine.execute import _variable_spec, open_store_cached, pair_shape
+    from lmi_distributed.engine.study_data import open_store_cached, pair_shape, variable_spec
 
     if not store_path.exists():
         if cfg.data.demo is not None:
@@ -187,7 +187,7 @@ def _data_problems(cfg: StudyConfig, store_path: Path, info: PreflightInfo) -> l
 
     errs: list[str] = []
     for i, v in enumerate(cfg.variables):
-        spec = _variable_spec(cfg, v.name)
+        spec = variable_spec(cfg, v.name)
         try:
             info.variables[v.name] = resolve_variable(store, spec)
         except (LMIError, OSError) as exc:
@@ -212,7 +212,7 @@ def check_study(cfg: StudyConfig, *, data: bool = True, output: bool = True) -> 
 
     ``data``: open the store and resolve variables and pairs. ``output``: check ``output.path``.
     """
-    from lmi_distributed.engine.execute import out_dir_abs, store_path_abs
+    from lmi_distributed.engine.study_data import out_dir_abs, store_path_abs
 
     info = PreflightInfo()
     store_path, out_dir = Path(store_path_abs(cfg)), Path(out_dir_abs(cfg))

@@ -1,7 +1,7 @@
 """Ray execution of a study: worker actors (one per GPU, or CPU fallback), bounded scheduling,
 progress, retries, resume, aggregation.
 
-The actor only pins a device and sets torch threads; the work is ``execute.execute_batch``.
+The actor only pins a device and sets torch threads; the work is ``worker.run_batch`` (``engine/worker.py``).
 Scheduling keeps at most ``resources.max_in_flight_per_worker`` batches per actor and waits with
 ``ray.wait`` (one result at a time), so faster actors take more batches. The study context
 (config + resolved variables) is put in the object store once.
@@ -27,6 +27,7 @@ from typing import Any, Callable
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.planner import Batch, Plan, plan_study
 from lmi_distributed.engine.results import ResultStore
+from lmi_distributed.engine.worker import BatchReceipt
 from lmi_distributed.errors import ConfigError, LMIError
 
 __all__ = ["run_study", "prepare_study", "connect_ray", "choose_workers", "WorkerChoice", "RunState",
@@ -47,8 +48,8 @@ def prepare_study(cfg: StudyConfig, *, overwrite: bool = False, create_store: bo
     aside so only their tasks are recomputed (one log line). Returns (plan, store_path, out_dir,
     variables, result_store, resuming).
     """
-    from lmi_distributed.engine.execute import (data_identity, forget_store, open_store_cached, out_dir_abs,
-                                                pair_shape, resolve_variables, store_path_abs)
+    from lmi_distributed.engine.study_data import (data_identity, forget_store, open_store_cached, out_dir_abs,
+                                                   pair_shape, resolve_variables, store_path_abs)
 
     store_path, out_dir = store_path_abs(cfg), out_dir_abs(cfg)
     forget_store(store_path)  # see the store as it is now (re-ingested matrices, a rebuilt demo)
@@ -275,7 +276,7 @@ def choose_workers(cfg: StudyConfig, cluster: dict[str, float], n_batches: int) 
 
 
 class _LMIWorker:
-    """Ray actor body: pins a device, sets torch threads, runs ``execute_batch``."""
+    """Ray actor body: pins a device, sets torch threads, runs ``worker.run_batch``."""
 
     def __init__(self, index: int, torch_threads: int, use_gpu: bool):
         import torch
@@ -306,15 +307,12 @@ class _LMIWorker:
                 "torch_threads": torch.get_num_threads(), "pid": os.getpid(),
                 "node_id": ray.get_runtime_context().get_node_id()}
 
-    def run(self, batch: Batch, ctx: dict, attempt: int) -> list[dict]:
-        from lmi_distributed.engine.execute import execute_batch
+    def run(self, batch: Batch, ctx: dict, attempt: int) -> BatchReceipt:
+        from lmi_distributed.engine.worker import run_batch
 
         _test_hook(batch.batch_id, attempt)
-        recs = execute_batch(batch, ctx["config"], ctx["store_path"], ctx["out_dir"], device=self.device,
-                             variables=ctx["variables"], worker=self.name, attempt=attempt)
-        for r in recs:
-            r.pop("latent_null", None)  # already in the Parquet part; keep the reply small
-        return recs
+        return run_batch(batch, ctx["config"], ctx["store_path"], ctx["out_dir"], device=self.device,
+                         variables=ctx["variables"], worker=self.name, attempt=attempt)
 
 
 def _test_hook(batch_id: str, attempt: int) -> None:
@@ -465,7 +463,7 @@ def run_study(
     ``on_progress(state)``: called after each finished batch. ``shutdown``: shut Ray down at the
     end (default: only if this call started it).
     """
-    from lmi_distributed.engine.execute import out_dir_abs
+    from lmi_distributed.engine.study_data import out_dir_abs
     from lmi_distributed.engine.preflight import preflight
 
     t0 = time.perf_counter()
@@ -599,11 +597,11 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
             for ref in done:
                 b, w, att = ledger.finished(ref)
                 try:
-                    recs = ray.get(ref)
+                    receipt = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure is judged below
                     _on_failure(ledger, actors, state, out_dir, b, w, att, exc, log)
                     continue
-                _on_success(cfg, state, out_dir, b, recs, gauge)
+                _on_success(cfg, state, out_dir, b, receipt, gauge)
                 state.in_flight = ledger.in_flight_by_worker()
                 if on_progress is not None:
                     on_progress(state)
@@ -665,16 +663,15 @@ def _tasks_gauge():
         return None
 
 
-def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, recs: list[dict], gauge) -> None:
+def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, receipt: BatchReceipt, gauge) -> None:
     from lmi_distributed.engine.failures import clear_failed
 
-    state.done_tasks += len(recs)
+    state.done_tasks += receipt.n_tasks
     state.done_batches += 1
     clear_failed(out_dir, [b.batch_id])  # it failed in an earlier run; it is done now
-    if recs:
-        t = recs[0].get("_timing", {})
-        state.compute_s += t.get("train_s", 0.0) + t.get("null_s", 0.0)
-        state.io_s += t.get("read_s", 0.0) + t.get("write_s", 0.0)
+    t = receipt.timing
+    state.compute_s += t.get("train_s", 0.0) + t.get("null_s", 0.0)
+    state.io_s += t.get("read_s", 0.0) + t.get("write_s", 0.0)
     if gauge is not None:
         try:
             gauge.set(state.done_tasks, tags={"study": cfg.name})

@@ -89,7 +89,7 @@ def lock_state(out_dir: str | os.PathLike) -> dict[str, Any]:
 
 def _store_state(cfg: Any, meta: dict) -> dict[str, Any]:
     """Whether the study's data store is there and its matrices are those of ``study.json``."""
-    from lmi_distributed.engine.execute import data_identity, store_path_abs
+    from lmi_distributed.engine.study_data import data_identity, store_path_abs
     from lmi_distributed.engine.results import _identity_changes
 
     path = store_path_abs(cfg)

@@ -14,16 +14,17 @@ Per task (see ``planner.Task``):
    (``data_identity``), so a part computed from other data is recognised on every read.
 Each record carries the estimator's ``status``/``detail`` ("ok"/"" for a number to trust; a
 non-ok task has NaN ``mi`` and an all-NaN latent null).
-Returns the small records (MI in bits, epochs, null draws); pMI arrays never travel back.
+Returns the records (MI in bits, epochs, null draws); pMI arrays never travel back. What a Ray
+worker ships to the driver is smaller still: ``run_batch`` returns a :class:`BatchReceipt` (keys,
+status counts, timing), because the driver reads the records back from the Parquet part.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import time
-from pathlib import Path
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -31,90 +32,10 @@ import numpy as np
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.planner import Batch, Task
 from lmi_distributed.engine.results import ResultStore
+from lmi_distributed.engine.study_data import (batch_fingerprint, open_store_cached, pairing_spec,
+                                               resolve_variables)
 
-__all__ = ["execute_batch", "resolve_variables", "pair_shape", "open_store_cached", "data_identity",
-           "forget_store"]
-
-_STORES: dict[str, Any] = {}
-
-
-def open_store_cached(store_path: str):
-    """Open a store once per process (read-only)."""
-    from lmi_distributed.data import open_store
-
-    s = _STORES.get(store_path)
-    if s is None:
-        s = _STORES[store_path] = open_store(store_path)
-    return s
-
-
-def forget_store(store_path: str) -> None:
-    """Drop this process's cached handle of a store (after it was rebuilt or re-ingested)."""
-    _STORES.pop(store_path, None)
-
-
-def matrix_identity(handle: Any) -> dict[str, Any]:
-    """``{"uid", "shape", "provenance_digest"}`` of a stored matrix (``MatrixHandle``).
-
-    Uses ``handle.identity()`` when the data layer provides it, else hashes the uid, shape
-    and provenance itself (same fields)."""
-    ident = getattr(handle, "identity", None)
-    if callable(ident):
-        d = dict(ident())
-        d["shape"] = [int(v) for v in d.get("shape", (handle.n_rows, handle.n_features))]
-        return d
-    prov = json.dumps(handle.provenance, sort_keys=True, default=str)
-    return {"uid": str(handle.uid), "shape": [int(handle.n_rows), int(handle.n_features)],
-            "provenance_digest": hashlib.blake2b(prov.encode(), digest_size=10).hexdigest()}
-
-
-def data_identity(cfg: StudyConfig, store: Any) -> dict[str, dict[str, Any]]:
-    """Identity of every matrix the study's variables read: ``{matrix: matrix_identity}``."""
-    names = sorted({v.matrix for v in cfg.variables})
-    return {m: matrix_identity(store.matrix(m)) for m in names}
-
-
-def batch_fingerprint(cfg: StudyConfig, store: Any) -> str:
-    """The study fingerprint of results computed from ``store`` as it is now."""
-    from lmi_distributed.engine.results import study_fingerprint
-
-    return study_fingerprint(cfg.fingerprint(), data_identity(cfg, store))
-
-
-def _variable_spec(cfg: StudyConfig, name: str):
-    from lmi_distributed.data import VariableSpec
-
-    v = cfg.variable(name).model_dump()
-    return VariableSpec(**{k: val for k, val in v.items() if val is not None or k in ("name", "matrix")})
-
-
-def _pairing_spec(cfg: StudyConfig):
-    from pydantic import TypeAdapter
-
-    from lmi_distributed.data import PairingSpec
-
-    return TypeAdapter(PairingSpec).validate_python(cfg.pairing.model_dump())
-
-
-def resolve_variables(cfg: StudyConfig, store_path: str, names: list[str] | None = None) -> dict[str, Any]:
-    """``data.Variable`` of each (or each named) variable of the study."""
-    from lmi_distributed.data import resolve_variable
-
-    store = open_store_cached(store_path)
-    return {n: resolve_variable(store, _variable_spec(cfg, n)) for n in (names or cfg.variable_names)}
-
-
-def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], x: str, y: str) -> tuple[int, int, int]:
-    """(n paired rows, d_x, d_y) of a pair, from the pairing of replicate 0."""
-    from lmi_distributed.data import make_pairing
-
-    from lmi_distributed.engine.planner import pair_key
-    from lmi_distributed.engine.seeds import derive_seed
-
-    store = open_store_cached(store_path)
-    vx, vy = variables[x], variables[y]
-    pairing = make_pairing(store, vx, vy, _pairing_spec(cfg), derive_seed(cfg.seed, f"{pair_key(x, y)}/r0/pairing"))
-    return int(pairing.n), int(vx.n_features), int(vy.n_features)
+__all__ = ["execute_batch", "run_batch", "BatchReceipt"]
 
 
 def _estimate_many(pairs, seeds, settings, ids=None):
@@ -175,7 +96,7 @@ def execute_batch(
     needed = sorted({t.x for t in tasks} | {t.y for t in tasks})
     if variables is None or any(n not in variables for n in needed):
         variables = resolve_variables(cfg, store_path, needed)
-    pspec = _pairing_spec(cfg)
+    pspec = pairing_spec(cfg)
     results_store = ResultStore(out_dir, fingerprint=batch_fingerprint(cfg, store) if write else None)
 
     cache: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray, Any]] = {}
@@ -242,9 +163,37 @@ def execute_batch(
     return records
 
 
-def store_path_abs(cfg: StudyConfig) -> str:
-    return str(Path(cfg.data.store).expanduser().resolve())
+@dataclass(frozen=True)
+class BatchReceipt:
+    """What a worker ships back to the driver for a finished batch: no arrays, no per-task rows.
+
+    The driver needs only progress and timing; the records themselves are in the batch's Parquet
+    part (read back by ``ResultStore.read_tasks`` at aggregation), so shipping them too would send
+    every null draw twice. ``statuses``: task count per estimator status. ``timing``: seconds
+    spent reading, training, computing nulls and writing (``read_s``, ``train_s``, ``null_s``,
+    ``write_s``) and the part's path.
+    """
+
+    batch_id: str
+    keys: tuple[str, ...]
+    statuses: dict[str, int] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def of(cls, batch_id: str, records: list[dict]) -> "BatchReceipt":
+        return cls(batch_id=batch_id, keys=tuple(r["key"] for r in records),
+                   statuses=dict(Counter(str(r.get("status", "ok")) for r in records)),
+                   timing=dict(records[0].get("_timing", {})) if records else {})
 
 
-def out_dir_abs(cfg: StudyConfig) -> str:
-    return str(Path(cfg.output.path).expanduser().resolve())
+def run_batch(batch: Batch, cfg: StudyConfig, store_path: str, out_dir: str, *, device: str = "cpu",
+              variables: Mapping[str, Any] | None = None, worker: str | None = None,
+              attempt: int = 0) -> BatchReceipt:
+    """What a worker actor runs: ``execute_batch`` (writing its results), then only a receipt back."""
+    records = execute_batch(batch, cfg, store_path, out_dir, device=device, variables=variables,
+                            worker=worker, attempt=attempt, write=True)
+    return BatchReceipt.of(batch.batch_id, records)
