@@ -749,23 +749,20 @@ class MatrixWriter:
 def _parquet_safe(df):
     """Make object columns parquet-writable (mixed types -> str)."""
     import pandas as pd
+    import pyarrow as pa
 
     df = df.copy()
     for c in df.columns:
         s = df[c]
         if s.dtype == object:
             try:
-                import pyarrow as pa
-
                 pa.array(s, from_pandas=True)
-            except Exception:
+            except (pa.ArrowException, TypeError, ValueError):   # mixed types Parquet cannot hold: keep as text
                 df[c] = s.astype(str)
         elif isinstance(s.dtype, pd.CategoricalDtype) and s.cat.categories.dtype == object:
             try:
-                import pyarrow as pa
-
                 pa.array(s.cat.categories, from_pandas=True)
-            except Exception:
+            except (pa.ArrowException, TypeError, ValueError):   # mixed-type categories: keep as text
                 df[c] = s.astype(str).astype("category")
     df.columns = [str(c) for c in df.columns]
     return df
