@@ -18,6 +18,12 @@ zero in some row -- is an error naming the divisor and the rows, not a silent in
 arithmetic over columns that overflows (a new inf, or an integer result beyond int64). NaN
 already present in an obs column (a missing value) stays NaN and compares False, as in pandas.
 
+Why not ``pandas.DataFrame.query`` / ``pandas.eval``: they run method calls on columns
+(``well.str.len()``, and so any Series method, including ones that write files), resolve
+attributes (dunder names included), build literals of any size and give inf for ``x / 0``
+without a word; ``jobs/benchmark_readers.py`` checks each case and found them no faster on 1M
+rows (numexpr is not installed). See docs/benchmarks.md, "Hand-written readers vs libraries".
+
 Every problem with the expression raises :class:`FilterError`, which is both a
 :class:`~lmi_distributed.errors.ConfigError` (a bad study setting) and a
 :class:`~lmi_distributed.errors.DataError` (older callers catch that), naming the variable and
