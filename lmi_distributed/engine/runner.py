@@ -293,7 +293,9 @@ class _LMIWorker:
             import ray
 
             self.gpu_ids = list(ray.get_gpu_ids())
-            if torch.cuda.is_available():
+            from lmi_distributed.estimators import device as gpu
+
+            if gpu.torch_gpu_usable():
                 self.device = "cuda"
                 torch.cuda.set_device(0)  # the first of the GPUs Ray made visible to this actor
         self.name = f"w{index}@{socket.gethostname()}:{os.getpid()}"

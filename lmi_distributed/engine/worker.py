@@ -55,9 +55,9 @@ def _estimate_many(pairs, seeds, settings, ids=None):
 def _null_backend(backend: str, device: str) -> str:
     """KSG backend for the latent nulls: the CuPy kernels on a GPU worker (``auto``), else as set."""
     if backend == "auto" and device.startswith("cuda"):
-        from lmi_distributed.estimators.neighbors import cupy_available
+        from lmi_distributed.estimators import device as gpu
 
-        return "cupy" if cupy_available() else "auto"
+        return "cupy" if gpu.cupy_usable() else "auto"
     return backend
 
 

@@ -127,8 +127,11 @@ def _torch_dtype(name: str):
 def _resolve_device(device: str):
     import torch
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but torch sees no CUDA GPU (use device='cpu')")
+    from . import device as gpu
+
+    if device.startswith("cuda") and not gpu.torch_gpu_usable():
+        raise ConfigError(f"device {device!r} asked for but torch has no usable CUDA GPU "
+                          f"({gpu.why_not('torch') or 'torch GPU not usable'}); use device='cpu'")
     return torch.device(device)
 
 
@@ -142,11 +145,12 @@ def _ksg_on_device(zx_te: torch.Tensor, zy_te: torch.Tensor, s: LMISettings) -> 
     """
     if zx_te.device.type != "cuda" or s.ksg_noise > 0 or s.ksg_backend not in ("auto", "cupy"):
         return None
-    from .neighbors import cupy_available
+    from . import device as gpu
 
-    if not cupy_available():
+    if not gpu.cupy_usable():
         if s.ksg_backend == "cupy":
-            raise ConfigError("ksg_backend='cupy' needs cupy and a visible CUDA device")
+            raise ConfigError("ksg_backend='cupy' needs cupy and a usable CUDA device "
+                              f"({gpu.why_not('cupy') or 'cupy not usable'})")
         return None
     import cupy
 

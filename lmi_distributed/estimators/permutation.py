@@ -23,7 +23,8 @@ import numpy as np
 
 from lmi_distributed.errors import InputError
 from lmi_distributed.estimators.ksg import _check_k, _check_pair, pmi_from_counts
-from lmi_distributed.estimators.neighbors import array_namespace, cupy_available, knn_counts
+from lmi_distributed.estimators import device
+from lmi_distributed.estimators.neighbors import array_namespace, knn_counts
 
 __all__ = ["latent_permutation_null", "result_latent_null", "draw_permutations", "PRECOMPUTE_MAX_N"]
 
@@ -134,7 +135,7 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
         return np.zeros(0, dtype=np.float64)
     xp = array_namespace(x)
     if backend == "auto":
-        backend = "cupy" if (xp.__name__ == "cupy" and cupy_available()) else "tree"
+        backend = "cupy" if (xp.__name__ == "cupy" and device.cupy_usable()) else "tree"
     if backend == "cupy":
         from lmi_distributed.estimators.neighbors import cupy_kernels, resolve_backend
 

@@ -6,9 +6,10 @@ Backends (all give identical counts for the same inputs, computed in float64):
   ``cKDTree`` (see ``tree.py``).
 - ``"tiled"``: brute force in query tiles, written once against the array namespace: numpy
   arrays run on the CPU, CuPy arrays on the GPU (see ``tiled.py``).
-- ``"cupy"``: CuPy raw CUDA kernels (see ``cupy_kernels.py``); needs cupy and a CUDA device.
-- ``"auto"``: ``"cupy"`` when the inputs are CuPy arrays and the kernels can run, else
-  ``"tree"``.
+- ``"cupy"``: CuPy raw CUDA kernels (see ``cupy_kernels.py``); needs cupy and a CUDA device
+  (``device.cupy_usable()``, the one GPU check).
+- ``"auto"``: ``"cupy"`` when the inputs are CuPy arrays and the kernels can run, ``"tiled"``
+  for CuPy arrays when they cannot, else ``"tree"``.
 
 ``knn_counts`` returns numpy arrays whatever the backend.
 """
@@ -27,13 +28,11 @@ BACKENDS = ("auto", "tree", "tiled", "cupy")
 
 
 def cupy_available() -> bool:
-    """True when cupy imports and sees at least one CUDA device."""
-    try:
-        import cupy
+    """Alias of :func:`lmi_distributed.estimators.device.cupy_usable` (kept for callers that
+    import it from here); follows that function, monkeypatched or not."""
+    from lmi_distributed.estimators import device
 
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    return device.cupy_usable()
 
 
 def resolve_backend(backend: str, *arrays: Any) -> str:
@@ -42,16 +41,18 @@ def resolve_backend(backend: str, *arrays: Any) -> str:
         from lmi_distributed.errors import InputError
 
         raise InputError(f"unknown KSG backend {backend!r}; expected one of {BACKENDS}")
-    if backend == "cupy" and not cupy_available():
+    from lmi_distributed.estimators import device
+
+    if backend == "cupy" and not device.cupy_usable():
         from lmi_distributed.errors import InputError
 
-        raise InputError("backend='cupy' needs cupy and a visible CUDA device; use 'tree' or "
-                         "'tiled'")
+        raise InputError("backend='cupy' needs cupy and a usable CUDA device "
+                         f"({device.why_not('cupy') or 'cupy is not usable'}); use 'tree' or 'tiled'")
     if backend != "auto":
         return backend
     xp = array_namespace(*arrays)
     if xp.__name__ == "cupy":
-        return "cupy" if cupy_available() else "tiled"
+        return "cupy" if device.cupy_usable() else "tiled"
     return "tree"
 
 
