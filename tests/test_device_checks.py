@@ -141,7 +141,7 @@ def test_dlpack_ksg_hand_off_follows_the_cupy_check(monkeypatch):
 
 
 def test_engine_null_backend_follows_the_cupy_check(monkeypatch):
-    from lmi_distributed.engine.execute import _null_backend
+    from lmi_distributed.engine.worker import _null_backend
 
     _cupy(monkeypatch, False)
     assert _null_backend("auto", "cuda") == "auto"

@@ -113,14 +113,24 @@ def test_bad_options_raise_config_error(variables, kw, match):
 
 # ------------------------------------------------------------------ retrain-shuffle null
 def test_task_keys_and_shuffle_draws_are_the_engines():
-    from lmi_distributed.engine.planner import task_key as engine_key
-    from lmi_distributed.estimators.pairwise import shuffle_permutation, task_key
+    """The one definition of keys and shuffle draws (estimators/seeding.py) is what the planner
+    puts in its tasks, with the key format pinned literally."""
+    from lmi_distributed.engine.config import parse_study
+    from lmi_distributed.engine.planner import make_tasks
+    from lmi_distributed.estimators.seeding import key_seed, shuffle_permutation, shuffle_seed, task_key
 
-    for args in (("a", "b", 0), ("a", "b", 3, -1), ("x.1", "y-2", 2, 0), ("a", "b", 1, 17)):
-        assert task_key(*args) == engine_key(*args)
-    # engine/execute.py: Y = Y[default_rng(task.shuffle_seed).permutation(n)], shuffle_seed as planned
-    want = np.random.default_rng(engine_seed(3, "a~b/r1/s4/shuffle")).permutation(50)
-    np.testing.assert_array_equal(shuffle_permutation(50, 3, "a~b/r1/s4"), want)
+    assert [task_key("a", "b", 0), task_key("a", "b", 3, -1), task_key("x.1", "y-2", 2, 0)] == \
+        ["a~b/r0/obs", "a~b/r3/obs", "x.1~y-2/r2/s0"]
+    cfg = parse_study({"name": "k", "seed": 3, "data": {"store": "s.zarr"}, "variables": ["a", "b"],
+                       "pairs": {"explicit": [["a", "b"]]}, "replicates": 2, "nulls": {"retrain_shuffles": 2},
+                       "output": {"path": "o"}})
+    tasks = make_tasks(cfg)
+    assert [t.key for t in tasks] == [task_key("a", "b", r, j) for r in range(2) for j in range(-1, 2)]
+    for t in tasks:
+        assert t.seed == key_seed(3, t.key) and t.shuffle_seed == shuffle_seed(3, t.key)
+    # the worker permutes Y's rows with default_rng(task.shuffle_seed)
+    np.testing.assert_array_equal(shuffle_permutation(50, shuffle_seed(3, "a~b/r1/s4")),
+                                  np.random.default_rng(engine_seed(3, "a~b/r1/s4/shuffle")).permutation(50))
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +177,10 @@ def test_p_null_picks_the_null_and_nothing_else_changes(variables, shuffled):
 
 def test_shuffle_trainings_are_the_estimates_of_shuffled_rows(variables):
     # the shuffle null is estimate(X, Y[perm]) with the engine's seeds, nothing else
-    from lmi_distributed.estimators.pairwise import shuffle_permutation
+    from lmi_distributed.estimators.seeding import shuffle_permutation, shuffle_seed
 
     df = lmi.pairwise(variables, pairs=[("b", "c")], n_shuffles=2, seed=11, **FAST)
-    mis = [lmi.estimate(variables["b"], variables["c"][shuffle_permutation(400, 11, f"b~c/r0/s{j}")],
+    mis = [lmi.estimate(variables["b"], variables["c"][shuffle_permutation(400, shuffle_seed(11, f"b~c/r0/s{j}"))],
                         seed=engine_seed(11, f"b~c/r0/s{j}"), **FAST).mi for j in range(2)]
     row = df.iloc[0]
     assert row["shuffle_null_mean"] == np.mean(mis)          # same code path, same seeds: exactly
@@ -232,9 +242,9 @@ def test_ids_split_holds_out_rows_by_id(variables, monkeypatch):
             np.testing.assert_array_equal(y_ids, donors)
             assert not set(donors[res.test_idx]) & set(donors[res.train_idx])
         else:                                                 # a shuffle's Y ids move with Y's rows
-            from lmi_distributed.estimators.pairwise import shuffle_permutation
+            from lmi_distributed.estimators.seeding import shuffle_permutation, shuffle_seed
 
-            perm = shuffle_permutation(400, 2, "a~b/" + key)
+            perm = shuffle_permutation(400, shuffle_seed(2, "a~b/" + key))
             np.testing.assert_array_equal(y_ids, donors[perm])
             np.testing.assert_array_equal(Y, variables["b"][perm])
             np.testing.assert_array_equal(X, variables["a"])
@@ -289,7 +299,8 @@ def test_pairwise_equals_the_engine_for_the_same_seed(variables, tmp_path, split
     from lmi_distributed.data import write_matrix
     from lmi_distributed.engine.aggregate import aggregate_pairs
     from lmi_distributed.engine.config import parse_study
-    from lmi_distributed.engine.execute import execute_batch, pair_shape, resolve_variables
+    from lmi_distributed.engine.study_data import pair_shape, resolve_variables
+    from lmi_distributed.engine.worker import execute_batch
     from lmi_distributed.engine.planner import plan_study
 
     torch.set_num_threads(1)

@@ -22,19 +22,11 @@ from typing import Callable, Iterable, Literal, Mapping
 
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.seeds import derive_seed
+from lmi_distributed.estimators.seeding import pair_key, shuffle_seed, task_key
 
 __all__ = ["Task", "Batch", "Plan", "make_tasks", "make_batches", "plan_study", "pair_key", "task_key"]
 
 Shape = tuple[int, int, int]  # (n rows, d_x, d_y)
-
-
-def pair_key(x: str, y: str) -> str:
-    return f"{x}~{y}"
-
-
-def task_key(x: str, y: str, replicate: int, shuffle: int | None = None) -> str:
-    tail = "obs" if shuffle is None or shuffle < 0 else f"s{shuffle}"
-    return f"{pair_key(x, y)}/r{replicate}/{tail}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,7 @@ def make_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], Shape] | None 
                     kind="observed" if j < 0 else "shuffle", shuffle=j,
                     seed=derive_seed(s, key),
                     pairing_seed=pseed,
-                    shuffle_seed=derive_seed(s, key + "/shuffle"),
+                    shuffle_seed=shuffle_seed(s, key),
                     perm_seed=derive_seed(s, key + "/latent_perm"),
                     n_latent_permutations=cfg.nulls.latent_permutations if j < 0 else 0,
                     shape=shape,  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ import numpy as np
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.planner import Batch, Task
 from lmi_distributed.engine.results import ResultStore
+from lmi_distributed.estimators.seeding import shuffle_permutation
 from lmi_distributed.engine.study_data import (batch_fingerprint, open_store_cached, pairing_spec,
                                                resolve_variables)
 
@@ -112,7 +113,7 @@ def execute_batch(
         X, Y, pairing = cache[ck]
         x_rows, y_rows = pairing.x_rows, pairing.y_rows
         if t.kind == "shuffle":
-            perm = np.random.default_rng(t.shuffle_seed).permutation(Y.shape[0])
+            perm = shuffle_permutation(Y.shape[0], t.shuffle_seed)
             Y = Y[perm]
             y_rows = np.asarray(y_rows)[perm]
         arrays.append((X, Y))

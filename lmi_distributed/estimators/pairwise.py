@@ -10,13 +10,13 @@ over replicates, SEM, each null as a null of replicate means (``stats.null_of_me
 p = (1 + #{null >= estimate}) / (1 + n_null) (``stats.null_summary``), ``p_null`` choosing the
 null behind p/q/z, Benjamini-Hochberg q over the ``ok`` pairs (``stats.bh_over_ok``).
 
-Seeds and keys are the engine's (``engine/planner.py``), so an aligned study with the same seed,
+Seeds and keys are the engine's (``estimators/seeding.py``, used by ``engine/planner.py``), so an aligned study with the same seed,
 settings and data trains the same networks and draws the same shuffles and permutations (a
 test runs both): task keys are ``"{x}~{y}/r{r}/obs"`` and ``"{x}~{y}/r{r}/s{j}"``
-(:func:`task_key`, pinned equal to ``planner.task_key``); with ``k = key_seed`` (the one
+(``seeding.task_key``, which the planner uses too); with ``k = key_seed`` (the one
 definition, ``seeding.key_seed``) a task trains with ``k(seed, key)``, a shuffle task permutes
-Y's rows (and Y's ids) with ``default_rng(k(seed, key + "/shuffle")).permutation(N)``
-(:func:`shuffle_permutation`), and an observed task permutes latents with
+Y's rows (and Y's ids) with ``seeding.shuffle_permutation(N, seeding.shuffle_seed(seed, key))``,
+and an observed task permutes latents with
 ``k(seed, key + "/latent_perm")``.
 """
 from __future__ import annotations
@@ -31,13 +31,13 @@ from lmi_distributed import stats
 from lmi_distributed.errors import ConfigError, InputError, LMIWarning
 
 from .api import ProgressFn, _check_variable, _estimate_many, _split
-from .seeding import key_seed
+from .seeding import key_seed, shuffle_permutation, shuffle_seed, task_key
 from .settings import LMISettings, resolve_settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["pairwise", "PAIRWISE_COLUMNS", "P_NULLS", "task_seed", "task_key", "shuffle_permutation"]
+__all__ = ["pairwise", "PAIRWISE_COLUMNS", "P_NULLS", "task_seed"]
 
 #: columns of the DataFrame :func:`pairwise` returns, in order (the null columns carry the
 #: engine's ``pairs.parquet`` names: ``latent_*`` latent permutations, ``shuffle_*`` retrain shuffles)
@@ -53,20 +53,6 @@ P_NULLS = ("auto", "latent_permutations", "retrain_shuffles")
 def task_seed(seed: int, key: str) -> int:
     """The engine's seed of task ``key`` in a study seeded ``seed`` (``seeding.key_seed``)."""
     return key_seed(seed, key)
-
-
-def task_key(x: str, y: str, replicate: int, shuffle: int | None = None) -> str:
-    """The engine's task key (``engine.planner.task_key``, restated because estimators/ does not
-    import the engine; a test pins them equal): ``"{x}~{y}/r{replicate}/obs"`` for the observed
-    training, ``"{x}~{y}/r{replicate}/s{shuffle}"`` for retrain shuffle ``shuffle`` (>= 0)."""
-    tail = "obs" if shuffle is None or shuffle < 0 else f"s{shuffle}"
-    return f"{x}~{y}/r{replicate}/{tail}"
-
-
-def shuffle_permutation(n: int, seed: int, key: str) -> np.ndarray:
-    """(n,) int64: the Y-row permutation of shuffle task ``key`` in a screen/study seeded ``seed``,
-    ``default_rng(key_seed(seed, key + "/shuffle")).permutation(n)``, as ``engine.execute`` draws it."""
-    return np.random.default_rng(key_seed(seed, key + "/shuffle")).permutation(n)
 
 
 def _int_option(v: Any, name: str, lo: int) -> int:
@@ -219,7 +205,7 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
         Y = arrays[y]
         y_ids = id_map[y] if id_map is not None else None
         if j >= 0:
-            perm = shuffle_permutation(n, seed, key)
+            perm = shuffle_permutation(n, shuffle_seed(seed, key))
             Y = Y[perm]
             y_ids = y_ids[perm] if y_ids is not None else None
         data.append((arrays[x], Y))

@@ -47,3 +47,26 @@ def key_seed(study_seed: int, key: str) -> int:
     use it, so a screen and a study with the same seed train the same networks."""
     digest = hashlib.blake2b(f"{int(study_seed)}:{key}".encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % (1 << KEY_SEED_BITS)
+
+
+# ---- task keys of a screen (the engine's plan and ``pairwise`` share them) -----------------
+def pair_key(x: str, y: str) -> str:
+    """``"x~y"``: the name of the pair of variables ``x`` and ``y``."""
+    return f"{x}~{y}"
+
+
+def task_key(x: str, y: str, replicate: int, shuffle: int | None = None) -> str:
+    """The key of one training: ``"{x}~{y}/r{replicate}/obs"`` (observed), or
+    ``"{x}~{y}/r{replicate}/s{shuffle}"`` for retrain shuffle ``shuffle`` (>= 0)."""
+    tail = "obs" if shuffle is None or shuffle < 0 else f"s{shuffle}"
+    return f"{pair_key(x, y)}/r{replicate}/{tail}"
+
+
+def shuffle_seed(study_seed: int, key: str) -> int:
+    """Seed of the Y-row permutation of shuffle task ``key``: ``key_seed(study_seed, key + "/shuffle")``."""
+    return key_seed(study_seed, key + "/shuffle")
+
+
+def shuffle_permutation(n: int, seed: int) -> np.ndarray:
+    """(n,) int64: the Y-row permutation a shuffle task trains on, from its :func:`shuffle_seed`."""
+    return np.random.default_rng(seed).permutation(n)
