@@ -1,6 +1,6 @@
 """CuPy raw kernels vs the tiled numpy reference (same dtype): identical counts, MI to 1e-6 bits.
 
-Skipped unless cupy imports and a CUDA device is visible. This file imports nothing that needs
+Skipped unless CuPy is usable (``estimators.device.cupy_usable``: it imports and runs a kernel). This file imports nothing that needs
 ray, dask or zarr, so it runs on the GPU machine with ``PYTHONPATH=.``.
 """
 
@@ -12,13 +12,11 @@ import pytest
 
 pytestmark = pytest.mark.gpu
 
-cp = pytest.importorskip("cupy")
-try:
-    _NDEV = cp.cuda.runtime.getDeviceCount()
-except Exception:  # pragma: no cover - no driver
-    _NDEV = 0
-if _NDEV == 0:  # pragma: no cover
-    pytest.skip("no CUDA device", allow_module_level=True)
+from lmi_distributed.estimators import device  # noqa: E402  (the one GPU-usable check)
+
+if not device.cupy_usable():  # pragma: no cover - CPU machines
+    pytest.skip(f"CuPy not usable: {device.why_not('cupy')}", allow_module_level=True)
+import cupy as cp  # noqa: E402
 
 from lmi_distributed.estimators.ksg import ksg_mi, ksg_pmi, oos_pmi  # noqa: E402
 from lmi_distributed.estimators.neighbors import cupy_kernels as ck  # noqa: E402

@@ -1,6 +1,6 @@
 """Batched training and the DLPack KSG hand-off on a CUDA device, against the CPU path.
 
-Skipped unless torch sees a CUDA device and CuPy imports. Imports nothing that needs ray,
+Skipped unless torch and CuPy can both use a GPU (``estimators.device``). Imports nothing that needs ray,
 dask or zarr, so it runs on the GPU machine with ``PYTHONPATH=.`` (jobs/gpu_check.sh).
 """
 from __future__ import annotations
@@ -10,10 +10,12 @@ import pytest
 
 pytestmark = pytest.mark.gpu
 
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available():  # pragma: no cover - CPU machines
-    pytest.skip("no CUDA device", allow_module_level=True)
-pytest.importorskip("cupy")
+from lmi_distributed.estimators import device  # noqa: E402  (the one GPU-usable check)
+
+for _kind in ("torch", "cupy"):
+    if not (device.torch_gpu_usable() if _kind == "torch" else device.cupy_usable()):  # pragma: no cover
+        pytest.skip(f"{_kind} GPU not usable: {device.why_not(_kind)}", allow_module_level=True)
+import torch  # noqa: E402
 
 from lmi_distributed.estimators.api import estimate_many  # noqa: E402
 from lmi_distributed.estimators.ksg import ksg_pmi  # noqa: E402
