@@ -20,7 +20,7 @@ cat "$OUT/env.txt"
 
 echo "== GPU kernel tests"
 # -o addopts="": no plugin options needed; the test files import no ray/dask/zarr
-timeout 240 python -m pytest -m gpu tests/test_gpu_kernels.py tests/test_gpu_training.py -q -p no:cacheprovider \
+timeout 240 python -m pytest -m gpu tests/estimators/test_gpu_kernels.py tests/estimators/test_gpu_training.py -q -p no:cacheprovider \
   -o addopts="" -rs 2>&1 | tee "$OUT/gpu_tests.txt"
 TEST_RC=${PIPESTATUS[0]}
 

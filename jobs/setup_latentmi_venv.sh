@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reference library, latentmi 0.1.3, in its own venv (.venv-latentmi): it pins numpy<2, so it
-# cannot share ours. Used by the latentmi agreement test (tests/test_ksg.py) and by the
+# cannot share ours. Used by the latentmi agreement test (tests/estimators/test_ksg.py) and by the
 # benchmarks that compare against it (jobs/benchmark_ksg.py, jobs/benchmark_training.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."

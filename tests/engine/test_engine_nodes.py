@@ -227,7 +227,7 @@ def test_losing_a_node_mid_study_changes_nothing(cluster, study):
     root = cluster["root"]
     script = root / "driver.py"
     script.write_text(DRIVER)
-    env = dict(cluster["env"], PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+    env = dict(cluster["env"], PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                            cluster["env"].get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, str(script), str(study), cluster["address"], str(root),
                            str(cluster["node2"].pid)], env=env, capture_output=True, text=True, timeout=900)

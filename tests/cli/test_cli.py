@@ -20,7 +20,7 @@ import pytest
 
 from lmi_distributed.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: tiny estimator settings: these tests check the command line, not the estimate's accuracy
 TINY = ["--set", "hidden=8", "--set", "max_epochs=3", "--set", "patience=3", "--set", "batch_size=64"]
 

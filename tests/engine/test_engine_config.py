@@ -7,7 +7,7 @@ import yaml
 from lmi_distributed.engine.config import load_study, parse_study
 from lmi_distributed.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"name": "t", "data": {"store": "s.zarr"}, "variables": ["A", "B", "C"],
         "pairs": {"all_pairs_of": ["A", "B", "C"]}, "output": {"path": "out"}}
 

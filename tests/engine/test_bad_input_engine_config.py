@@ -189,7 +189,7 @@ def test_bad_config_file(what, tmp_path, capsys):
 
 
 def test_all_pairs_job_same_clean_error(store, tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "jobs"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
     try:
         import all_pairs
     finally:

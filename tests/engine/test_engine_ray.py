@@ -21,7 +21,7 @@ from lmi_distributed.engine.config import load_study  # noqa: E402
 from lmi_distributed.engine.results import ResultStore  # noqa: E402
 
 pytestmark = [pytest.mark.ray]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

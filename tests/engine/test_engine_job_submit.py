@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = os.environ.get("LMI_TEST_RAY_JOBS_ADDRESS")
 
 # Outside CI it needs a head (`bash .ci/run` starts one); under CI=true it must run, never skip.

@@ -1,6 +1,6 @@
 """Write the golden numbers of a small demo study, computed Ray-free by this checkout's engine.
 
-    python tests/golden/make_demo_golden.py OUT.json
+    python tests/engine/golden/make_demo_golden.py OUT.json
 
 The study is the demo's (configs/demo.yaml: Gaussian Markov chain, seeds, pairing, replicates,
 latent null) shrunk so it runs in seconds: 3 variables of 300 rows, hidden 16, 6 epochs, one

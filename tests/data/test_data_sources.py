@@ -141,7 +141,7 @@ def test_benchmark_script_runs_on_a_tiny_matrix(tmp_path):
     against the library's inside the script (asserts), and the JSON has one row per case."""
     import json
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
     try:
         bench = importlib.import_module("benchmark_readers")
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 from lmi_distributed.engine.config import load_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 EXAMPLES = {
     "explicit": ("example_explicit_pairs.yaml", "cells.zarr"),
@@ -191,7 +191,7 @@ def test_truth_files_are_written(data_dir):
 def test_join_example_with_held_out_ids_split(data_dir, tmp_path):
     """estimator.split: ids on a join pairing reaches the estimator with the paired rows' ids: the
     records' n_test is the held-out-ids half, well under n/2 since mixed rows are dropped (that no
-    id sits in both halves is tested on the API in tests/test_id_split.py)."""
+    id sits in both halves is tested on the API in tests/estimators/test_id_split.py)."""
     from lmi_distributed.engine.worker import execute_batch
 
     cfg = _cfg("join", data_dir, tmp_path / "out", ["estimator.split=ids", "estimator.ksg_noise=1e-6"])

@@ -246,7 +246,7 @@ def test_ties_in_held_out_latents_are_degenerate():
 @pytest.mark.parametrize("scale", [1e-200, 1e-30, 1e30, 1e200])
 def test_mi_is_scale_free(scale):
     """Same seed, inputs times 1e-200..1e200: the same estimate, exactly. The z-scores are
-    bit-identical (tests/test_preprocess.py::test_zscore_is_scale_free), so training and KSG see
+    bit-identical (tests/estimators/test_preprocess.py::test_zscore_is_scale_free), so training and KSG see
     the same float32 arrays and the same computation in this process."""
     x, y = _dependent(n=200)
     ref = lmi.estimate(x, y, seed=3, **FAST)

@@ -16,7 +16,7 @@ from lmi_distributed.estimators.ksg import ksg_mi, ksg_pmi, oos_pmi
 
 from ksg_reference import reference_pmi  # noqa: E402
 
-LATENTMI_PY = Path(__file__).resolve().parents[1] / ".venv-latentmi" / "bin" / "python"
+LATENTMI_PY = Path(__file__).resolve().parents[2] / ".venv-latentmi" / "bin" / "python"
 
 
 def gaussian_pair(n, rho, seed, dims=1):

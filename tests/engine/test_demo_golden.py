@@ -1,5 +1,5 @@
 """The demo's numbers do not move under refactors: a small demo study, recomputed Ray-free by
-today's engine, equals the golden numbers written by ``tests/golden/make_demo_golden.py`` on the
+today's engine, equals the golden numbers written by ``tests/engine/golden/make_demo_golden.py`` on the
 commit before the issue-9 refactors (ae81980).
 
 The comparison is exact on purpose: same seeds, same code path, single-threaded torch on the
