@@ -319,7 +319,7 @@ def _check_pairing(cfg: StudyConfig) -> list[str]:
     try:
         from lmi_distributed.data import PairingSpec  # type: ignore[attr-defined]
         from pydantic import TypeAdapter
-    except Exception:  # data layer not installed: the rule literal was checked already
+    except ImportError:  # data layer not installed: the rule literal was checked already
         return []
     try:
         TypeAdapter(PairingSpec).validate_python(cfg.pairing.model_dump())
