@@ -4,7 +4,7 @@ Pure numpy. MI values are in bits, but nothing here depends on the unit.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -104,6 +104,26 @@ def null_summary(observed: float, null: Sequence[float] | np.ndarray) -> tuple[f
         return float("nan"), float("nan"), float("nan")
     sd = float(np.std(v, ddof=1)) if v.size >= 2 else float("nan")
     return float(np.mean(v)), sd, permutation_pvalue(observed, v)
+
+
+def chosen_null(observed: float, p_null: str, shuffle_null: np.ndarray | None,
+                latent_null: np.ndarray | None) -> dict[str, Any]:
+    """The null behind a pair's ``p``: ``{"null", "null_mean", "null_sd", "p", "z"}`` (bits).
+
+    ``p_null``: "retrain_shuffles", "latent_permutations", or "auto" (the retrain shuffles when
+    there are draws, else the latent permutations). ``shuffle_null``/``latent_null``: null draws
+    of replicate means (bits) or None when not drawn. No draws: ``null = "none"`` and NaNs."""
+    if p_null == "auto":
+        which = "retrain_shuffles" if shuffle_null is not None and shuffle_null.size else (
+            "latent_permutations" if latent_null is not None else "none")
+    else:
+        which = p_null
+    null = shuffle_null if which == "retrain_shuffles" else (latent_null if which == "latent_permutations" else None)
+    if null is None or null.size == 0:
+        nan = float("nan")
+        return {"null": "none", "null_mean": nan, "null_sd": nan, "p": nan, "z": nan}
+    m, sd, p = null_summary(observed, null)
+    return {"null": which, "null_mean": m, "null_sd": sd, "p": p, "z": zscore(observed, null)}
 
 
 def bh_over_ok(pvalues: Sequence[float] | np.ndarray, ok: Sequence[bool] | np.ndarray,

@@ -168,18 +168,7 @@ def aggregate_pairs(tasks, cfg: StudyConfig, keys=None):
         else:
             row.update({"shuffle_n_null": 0, "shuffle_null_mean": float("nan"),
                         "shuffle_null_sd": float("nan"), "p_shuffle": float("nan")})
-        if which_cfg == "auto":
-            which = "retrain_shuffles" if snull is not None and snull.size else (
-                "latent_permutations" if lnull is not None else "none")
-        else:
-            which = which_cfg
-        null = snull if which == "retrain_shuffles" else (lnull if which == "latent_permutations" else None)
-        if null is None or null.size == 0:
-            row.update({"null": "none", "null_mean": float("nan"), "null_sd": float("nan"),
-                        "p": float("nan"), "z": float("nan")})
-        else:
-            m, sd, p = stats.null_summary(est, null)
-            row.update({"null": which, "null_mean": m, "null_sd": sd, "p": p, "z": stats.zscore(est, null)})
+        row.update(stats.chosen_null(est, which_cfg, snull, lnull))
         rows.append(row)
     df = pd.DataFrame(rows)
     for c in PAIR_COLUMNS:

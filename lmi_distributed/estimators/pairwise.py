@@ -278,17 +278,7 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
                               LMIWarning, stacklevel=2)
         else:
             row.update(shuffle_n_null=0, shuffle_null_mean=nan, shuffle_null_sd=nan, p_shuffle=nan)
-        if p_null == "auto":
-            which = "retrain_shuffles" if snull is not None and snull.size else (
-                "latent_permutations" if lnull is not None else "none")
-        else:
-            which = p_null
-        null = snull if which == "retrain_shuffles" else (lnull if which == "latent_permutations" else None)
-        if null is None or null.size == 0:
-            row.update(null="none", null_mean=nan, null_sd=nan, p=nan, z=nan)
-        else:
-            m, sd, p = stats.null_summary(est, null)
-            row.update(null=which, null_mean=m, null_sd=sd, p=p, z=stats.zscore(est, null))
+        row.update(stats.chosen_null(est, p_null, snull, lnull))
         out.append(row)
     df = pd.DataFrame(out)
     df["q"], df["significant"] = stats.bh_over_ok(df["p"].to_numpy(np.float64), (df["status"] == "ok").to_numpy(),

@@ -202,19 +202,24 @@ def test_aggregate_uses_only_the_current_plan(tmp_path):
     assert s["q_values"] == "computed over all 3 pairs" and s["flagged"] == []
 
 
+def _tiny_demo_study(tmp_path, name: str, seed: int, latent_permutations: int):
+    """Two 3-d demo variables of 120 rows, one retrain shuffle, a tiny network (2 epochs)."""
+    return parse_study({
+        "name": name, "seed": seed, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
+        "data": {"store": str(tmp_path / "s.zarr"), "truth": str(tmp_path / "t.json"),
+                 "demo": {"n": 120, "t": 2, "k": 1, "d": 3, "rho": 0.9}},
+        "nulls": {"retrain_shuffles": 1, "latent_permutations": latent_permutations},
+        "estimator": {"hidden": 8, "max_epochs": 2, "patience": 2, "batch_size": 64},
+        "output": {"path": str(tmp_path / "out")}})
+
+
 def test_execute_batch_records_status_and_fingerprint(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
     from lmi_distributed.engine import worker
     from lmi_distributed.engine.runner import prepare_study
 
-    raw = {"name": "st", "seed": 2, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
-           "data": {"store": str(tmp_path / "s.zarr"), "truth": str(tmp_path / "t.json"),
-                    "demo": {"n": 120, "t": 2, "k": 1, "d": 3, "rho": 0.9}},
-           "nulls": {"retrain_shuffles": 1, "latent_permutations": 4},
-           "estimator": {"hidden": 8, "max_epochs": 2, "patience": 2, "batch_size": 64},
-           "output": {"path": str(tmp_path / "out")}}
-    cfg = parse_study(raw)
+    cfg = _tiny_demo_study(tmp_path, "st", seed=2, latent_permutations=4)
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
     real = worker._estimate_many
 
@@ -256,13 +261,7 @@ def test_run_batch_ships_a_receipt_not_the_records(tmp_path):
     from lmi_distributed.engine.runner import prepare_study
     from lmi_distributed.engine.worker import BatchReceipt, run_batch
 
-    raw = {"name": "rc", "seed": 3, "variables": ["X0", "X1"], "pairs": {"all_pairs_of": "all"},
-           "data": {"store": str(tmp_path / "s.zarr"), "truth": str(tmp_path / "t.json"),
-                    "demo": {"n": 120, "t": 2, "k": 1, "d": 3, "rho": 0.9}},
-           "nulls": {"retrain_shuffles": 1, "latent_permutations": 50},
-           "estimator": {"hidden": 8, "max_epochs": 2, "patience": 2, "batch_size": 64},
-           "output": {"path": str(tmp_path / "out")}}
-    cfg = parse_study(raw)
+    cfg = _tiny_demo_study(tmp_path, "rc", seed=3, latent_permutations=50)
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
     batch = plan.batches[0]
     receipt = run_batch(batch, cfg, sp, out, variables=variables, worker="w0")
