@@ -64,6 +64,13 @@ class LMIResult:
     #: the pair's trained encoder weights ({"ex.0.w": (1, in, out) tensor, ...} on the CPU, and the
     #: NetSpec) when asked for (``LMI.fit``); None otherwise and for pairs that never trained
     encoders: Any = field(default=None, repr=False, compare=False)
+    #: attribution (``attribution=True``, paper A.2.3): held-out R^2 per dimension of the
+    #: cross-decoders, D_YX(E_Y y) vs x -> ``r2_x`` (d_x,), D_XY(E_X x) vs y -> ``r2_y`` (d_y,),
+    #: float64, in the z-scored scale the network sees (:mod:`.attribution`). NaN for a dimension
+    #: constant on the held-out rows, and all NaN when ``status`` is not "ok" (None for a
+    #: "failed" pair and when attribution was not asked for)
+    r2_x: np.ndarray | None = field(default=None, repr=False, compare=False)
+    r2_y: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         """One line, no arrays: ``LMIResult(mi=0.95 bits, status='ok', N=2000, n_test=1000, epochs=87, seed=0)``."""
@@ -216,6 +223,10 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
     base = dict(zx=nan_z, zy=nan_z.copy(), epochs=0, best_epoch=-1,
                 train_loss=np.zeros(0), val_loss=np.zeros(0))
     base.update(fields)
+    if s.attribution and status != "failed":
+        # trust: a pair without an estimate has no attribution either (all NaN, same shapes)
+        base["r2_x"] = np.full(prep.xz.shape[1], np.nan)
+        base["r2_y"] = np.full(prep.yz.shape[1], np.nan)
     return LMIResult(mi=float("nan"), pmi=np.full(n, np.nan), train_idx=prep.train_idx.copy(),
                      test_idx=prep.test_idx.copy(), seed=prep.seed, settings=s, status=status,
                      detail=detail, **base)
@@ -266,7 +277,7 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
                           patience=s.patience, restore_best=s.restore_best, precision=s.precision,
-                          progress=progress)
+                          progress=progress, attribution=s.attribution)
         zx_tr_d, zy_tr_d = encode_all(res.model, x_tr, y_tr)
         zx_te_d, zy_te_d = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())
@@ -296,6 +307,8 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         zx, zy, status, detail, jittered = fitted[p]
         common = dict(zx=zx, zy=zy, epochs=int(res.epochs[p]), best_epoch=int(res.best_epoch[p]),
                       train_loss=res.train_loss[p], val_loss=res.val_loss[p])
+        if res.r2_x is not None:
+            common.update(r2_x=res.r2_x[p].copy(), r2_y=res.r2_y[p].copy())
         if keep_encoders:
             common["encoders"] = (spec, {k: v[p:p + 1].detach().cpu().clone()
                                          for k, v in res.model.params.items() if k.startswith(("ex.", "ey."))})

@@ -183,6 +183,9 @@ class LMI(BaseEstimator):
     - ``x_scaler_``, ``y_scaler_``: :class:`Standardizer` (column stats of the z-scoring);
     - ``n_features_x_``, ``n_features_y_``; ``reference_x_``, ``reference_y_``: (n_test, latent)
       float32 held-out latents, the reference sample of :meth:`score_samples`;
+    - ``r2_x_`` (d_x,), ``r2_y_`` (d_y,): with ``attribution=True``, the held-out R^2 per dimension of
+      the cross-decoders (latent of Y -> x, latent of X -> y; paper A.2.3; NaN for a dimension
+      constant on the held-out rows, all NaN unless ``status_ == "ok"``); None otherwise;
     - ``result_``: the full :class:`~lmi_distributed.estimators.api.LMIResult` (latents of all rows).
     """
 
@@ -191,7 +194,7 @@ class LMI(BaseEstimator):
                  train_fraction: float = 0.5, split: str = "rows", clip: float = 10.0, k: int = 3,
                  ksg_noise: float = 0.0, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
-                 restore_best: bool = True, random_state: Optional[int] = None):
+                 restore_best: bool = True, attribution: bool = False, random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.batch_size = batch_size
@@ -210,6 +213,7 @@ class LMI(BaseEstimator):
         self.precision = precision
         self.num_threads = num_threads
         self.restore_best = restore_best
+        self.attribution = attribution
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------
@@ -256,6 +260,7 @@ class LMI(BaseEstimator):
         self.history_ = {"train_loss": np.asarray(res.train_loss), "val_loss": np.asarray(res.val_loss)}
         self.encoders_ = None if res.encoders is None else PairEncoders(*res.encoders)
         self.x_scaler_, self.y_scaler_ = xs, ys
+        self.r2_x_, self.r2_y_ = res.r2_x, res.r2_y
         self.n_features_x_, self.n_features_y_ = xs.n_features, ys.n_features
         self.reference_x_ = np.ascontiguousarray(res.zx[res.test_idx])
         self.reference_y_ = np.ascontiguousarray(res.zy[res.test_idx])
@@ -348,6 +353,8 @@ class LMI(BaseEstimator):
             "train_loss": t(np.asarray(res.train_loss, np.float64)),
             "val_loss": t(np.asarray(res.val_loss, np.float64)),
         }
+        if res.r2_x is not None:
+            tensors.update({"r2_x": t(np.asarray(res.r2_x, np.float64)), "r2_y": t(np.asarray(res.r2_y, np.float64))})
         for side, sc in (("x", self.x_scaler_), ("y", self.y_scaler_)):
             tensors.update({f"{side}_exponent": t(sc.exponent), f"{side}_mean": t(sc.mean),
                             f"{side}_std": t(sc.std)})
@@ -386,7 +393,9 @@ class LMI(BaseEstimator):
                         epochs=int(f["epochs"]), best_epoch=int(f["best_epoch"]),
                         train_loss=n("train_loss"), val_loss=n("val_loss"), seed=int(f["seed"]),
                         settings=LMISettings(**meta["settings"]), status=f["status"],
-                        detail=f["detail"], encoders=encoders)
+                        detail=f["detail"], encoders=encoders,
+                        r2_x=n("r2_x") if "r2_x" in tensors else None,
+                        r2_y=n("r2_y") if "r2_y" in tensors else None)
         xs = Standardizer(n("x_exponent"), n("x_mean"), n("x_std"), float(f["clip_x"]))
         ys = Standardizer(n("y_exponent"), n("y_mean"), n("y_std"), float(f["clip_y"]))
         est._set_fitted(res, xs, ys)

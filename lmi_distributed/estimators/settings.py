@@ -86,6 +86,9 @@ class SettingsFields(BaseModel):
         "float32", description="training matmuls; tf32/bf16 are faster on GPUs (docs/estimator.md)")
     num_threads: Optional[Int] = Field(None, ge=1, description="torch CPU threads; None: leave torch's setting")
     restore_best: bool = Field(True, description="False: keep the last epoch's weights (latentmi's effective behaviour)")
+    attribution: bool = Field(
+        False, description="True: per-dimension held-out R^2 of each cross-decoder (LMIResult.r2_x / r2_y; "
+                           "one extra held-out forward pass; paper A.2.3)")
 
     @field_validator("device")
     @classmethod
