@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from lmi_distributed.report_attribution import attribution_html
+
 __all__ = ["mi_matrix", "plot_heatmap", "plot_truth", "write_report"]
 
 
@@ -169,6 +171,7 @@ shuffled and the network trained anew); q: Benjamini–Hochberg over the study's
 <table class="facts">{fact_html}</table>
 <h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
 {truth_html}
+{attribution_html(out, summary)}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
 {_flagged_html(pairs)}
 </body></html>"""

@@ -274,6 +274,12 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
         err = (pairs["estimate"] - pairs["truth"]).to_numpy(np.float64)
         ok = ~np.isnan(err)
         summary["truth_mae_bits"] = float(np.mean(np.abs(err[ok]))) if ok.any() else None
+    from lmi_distributed.engine.attribution import write_attribution_outputs
+    from lmi_distributed.engine.execute import store_path_abs
+
+    attribution = write_attribution_outputs(cfg, out, pairs, keys, store_path_abs(cfg))
+    if attribution is not None:   # estimator.attribution: attribution.parquet + figures
+        summary["attribution"] = attribution
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2, default=_clean))
     if report:
         from lmi_distributed.report import write_report

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -167,6 +167,8 @@ class OutputConfig(_Strict):
     path: str = Field(..., min_length=1)
     save_pmi: Literal["observed", "all", "none"] = "observed"
     report: bool = True
+    #: attribution: variables whose dims are an image ({name: [rows, cols]}, e.g. 8x8 digits)
+    image_shape: Optional[dict[str, tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]]] = None
 
 
 class SignificanceConfig(_Strict):
@@ -358,7 +360,9 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg)
+    from lmi_distributed.engine.attribution import image_shape_problems
+
+    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + image_shape_problems(cfg)
     if errs:
         raise ConfigError(f"{source}: {len(errs)} problem(s)\n" + "\n".join(errs))
     return cfg

@@ -5,6 +5,7 @@ Layout under the study's output directory::
     study.json                  config fingerprint, data identity, study fingerprint + the config
     tasks/part-<batch>-<h>.parquet   one file per finished batch; h = hash of its task keys
     pmi/<x>~<y>/r<rep>_<obs|sJ>.zarr  per-task pMI (bits, NaN on training rows) + row indices
+    attribution/<x>~<y>/r<rep>_obs.npz  per-task held-out R^2 per dimension (estimator.attribution)
     damaged/<utc time>-<name>   damaged or foreign files moved aside (never read again)
     pairs.parquet, summary.json, heatmap.png, report.html   (aggregation)
 
@@ -228,11 +229,12 @@ class ResultStore:
             log(f"damaged {self.meta_path.name} moved to {dest}; {why_ok}; 0 tasks will be recomputed")
 
     def clear(self) -> None:
-        for p in (self.tasks_dir, self.pmi_dir, self.root / "failed"):   # failed/: engine.failures
+        for p in (self.tasks_dir, self.pmi_dir, self.root / "failed", self.root / "attribution"):
             if p.exists():
                 shutil.rmtree(p)
         for name in ("pairs.parquet", "summary.json", "heatmap.png", "report.html", "study.json",
-                     "estimate_vs_truth.png"):
+                     "estimate_vs_truth.png", "attribution.parquet", "attribution_top.png",
+                     "attribution_images.png"):
             (self.root / name).unlink(missing_ok=True)
         self._part_cache.clear()
 
@@ -385,6 +387,47 @@ class ResultStore:
         return out
 
     # -------------------------------------------------------------------- reads
+    # ------------------------------------------------------------- attribution
+    def attribution_path(self, key: str) -> Path:
+        return self.root / "attribution" / (_pmi_rel(key)[:-len(".zarr")] + ".npz")
+
+    def write_attribution(self, key: str, r2_x: np.ndarray, r2_y: np.ndarray) -> Path:
+        """Atomically write one task's attribution: held-out R^2 per dimension of X (d_x,) and
+        Y (d_y,) (NaN: constant dimension or flagged task), with their digests and the study
+        fingerprint (checked by :meth:`read_attribution`). A retried batch rewrites the same
+        numbers under the same name."""
+        final = self.attribution_path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"r2_x": np.asarray(r2_x, dtype=np.float64), "r2_y": np.asarray(r2_y, dtype=np.float64)}
+        meta = json.dumps({"key": key, "study_fingerprint": self.fingerprint or "",
+                           "digests": {n: _array_digest(a) for n, a in arrays.items()}})
+        tmp = final.parent / f".tmp-{uuid.uuid4().hex}.npz"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.array(meta), **arrays)
+        os.replace(tmp, final)
+        return final
+
+    def read_attribution(self, key: str) -> dict[str, np.ndarray] | None:
+        """``{"r2_x": (d_x,), "r2_y": (d_y,)}`` of task ``key``; None when none is stored.
+        Raises :class:`DamagedResultError` when the file cannot be read, fails its digests or
+        carries another study's fingerprint."""
+        path = self.attribution_path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {n: np.asarray(z[n]) for n in ("r2_x", "r2_y")}
+        except Exception as exc:  # noqa: BLE001 -- any unreadable file is damaged
+            raise DamagedResultError(f"attribution of task {key!r} at {path}: unreadable ({exc})") from None
+        fp = self.fingerprint
+        if fp and meta.get("study_fingerprint") != fp:
+            raise DamagedResultError(f"attribution of task {key!r} at {path}: another study's fingerprint")
+        for n, a in arrays.items():
+            if meta.get("digests", {}).get(n) != _array_digest(a):
+                raise DamagedResultError(f"attribution of task {key!r} at {path}: array {n!r} fails its digest")
+        return arrays
+
     def parts(self) -> list[Path]:
         return sorted(self.tasks_dir.glob("part-*.parquet")) if self.tasks_dir.exists() else []
 

@@ -143,6 +143,9 @@ def execute_batch(
         save = cfg.output.save_pmi
         if write and (save == "all" or (save == "observed" and t.kind == "observed")):
             results_store.write_pmi(t.key, np.asarray(res.pmi), x_rows, y_rows)
+        if write:   # estimator.attribution: the task's R^2 per dimension, before its part
+            from lmi_distributed.engine.attribution import save_task_attribution
+            save_task_attribution(results_store, t, res)
         records.append({
             "key": t.key, "pair": t.pair, "x": t.x, "y": t.y, "replicate": t.replicate,
             "kind": t.kind, "shuffle": t.shuffle, "seed": t.seed, "n": int(X.shape[0]),
