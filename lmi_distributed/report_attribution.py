@@ -109,8 +109,7 @@ def plot_image_maps(table: Any, shapes: Mapping[str, Any], path: str | Path,
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.6 * rows), squeeze=False)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#bbbbbb")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#bbbbbb")
     im = None
     for ax, (pk, side, var, img, status) in zip(axes.flat, panels):
         im = ax.imshow(np.ma.masked_invalid(img), cmap=cmap, vmin=0.0, vmax=1.0)

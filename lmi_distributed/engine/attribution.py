@@ -95,13 +95,16 @@ def attribution_table(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str]
                     status, detail = "missing", f"no attribution stored for task {k!r} (estimator.attribution off when it ran?)"
                     break
                 per_rep.append(got)
+        dims = {s: per_rep[0][f"r2_{s}"].size for s in ("x", "y")} if per_rep else {}
+        if status != "ok":
+            per_rep = []          # one replicate missing or damaged: the pair has no attribution
         for side, var in (("x", r["x"]), ("y", r["y"])):
             if per_rep:
                 a = np.stack([d[f"r2_{side}"] for d in per_rep])          # (R, d)
                 r2 = a.mean(axis=0)                                       # NaN stays NaN: flagged, not hidden
                 sem = np.array([stats.sem(col) if np.isfinite(col).all() else np.nan for col in a.T])
             else:
-                d = _n_features(cfg, store_path, var)
+                d = dims.get(side) or _n_features(cfg, store_path, var)
                 r2 = sem = np.full(d, np.nan)
             order = np.argsort(-np.where(np.isnan(r2), -np.inf, r2), kind="stable")
             rank = np.full(r2.size, np.nan)
