@@ -275,7 +275,7 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
         ok = ~np.isnan(err)
         summary["truth_mae_bits"] = float(np.mean(np.abs(err[ok]))) if ok.any() else None
     from lmi_distributed.engine.attribution import write_attribution_outputs
-    from lmi_distributed.engine.execute import store_path_abs
+    from lmi_distributed.engine.study_data import store_path_abs
 
     attribution = write_attribution_outputs(cfg, out, pairs, keys, store_path_abs(cfg))
     if attribution is not None:   # estimator.attribution: attribution.parquet + figures

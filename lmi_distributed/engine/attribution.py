@@ -50,7 +50,7 @@ def image_shape_problems(cfg: Any) -> list[str]:
 
 def _feature_names(cfg: Any, store_path: str, name: str) -> list[str] | None:
     """Feature names of variable ``name`` (its column block), or None when the store has none."""
-    from lmi_distributed.engine.execute import open_store_cached, resolve_variables
+    from lmi_distributed.engine.study_data import open_store_cached, resolve_variables
 
     try:
         v = resolve_variables(cfg, store_path, [name])[name]
@@ -129,7 +129,7 @@ def _n_features(cfg: Any, store_path: str | None, name: str) -> int:
     if store_path is None:
         return 0
     try:
-        from lmi_distributed.engine.execute import resolve_variables
+        from lmi_distributed.engine.study_data import resolve_variables
 
         return int(resolve_variables(cfg, store_path, [name])[name].n_features)
     except Exception:  # noqa: BLE001

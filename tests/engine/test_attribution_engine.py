@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lmi_distributed.engine import execute
+from lmi_distributed.engine import worker
 from lmi_distributed.engine.aggregate import write_outputs
 from lmi_distributed.engine.attribution import ATTRIBUTION_COLUMNS
 from lmi_distributed.engine.config import parse_study
@@ -39,7 +39,7 @@ def study(tmp_path_factory):
     cfg = parse_study(_raw(tmp_path))
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
     for b in plan.batches:
-        execute.execute_batch(b, cfg, sp, out, variables=variables)
+        worker.execute_batch(b, cfg, sp, out, variables=variables)
     summary = write_outputs(cfg, out, rs.read_tasks())
     return cfg, Path(out), rs, summary
 
@@ -125,7 +125,7 @@ def test_attribution_off_writes_nothing(tmp_path):
     raw["data"]["demo"]["n"] = 120
     cfg = parse_study(raw)
     plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
-    execute.execute_batch(plan.batches[0], cfg, sp, out, variables=variables)
+    worker.execute_batch(plan.batches[0], cfg, sp, out, variables=variables)
     s = write_outputs(cfg, out, rs.read_tasks(), report=False)
     assert "attribution" not in s and not (tmp_path / "out" / "attribution").exists()
     assert not (tmp_path / "out" / "attribution.parquet").exists()

@@ -1,5 +1,5 @@
 """`ray job submit` of the attribution demo (configs/attribution_demo.yaml, small settings) to a real
-Ray head with token auth (as .ci/run starts it); same pattern as tests/test_engine_job_submit.py.
+Ray head with token auth (as .ci/run starts it); same pattern as tests/engine/test_engine_job_submit.py.
 
 Runs only when LMI_TEST_RAY_JOBS_ADDRESS names the head's dashboard (e.g. http://127.0.0.1:8275);
 the client authenticates the way Ray 2.60 ships it: RAY_AUTH_MODE=token plus the token in
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADDRESS = os.environ.get("LMI_TEST_RAY_JOBS_ADDRESS")
 
 # Outside CI it needs a head (`bash .ci/run` starts one); under CI=true it must run, never skip.
