@@ -13,7 +13,7 @@ from lmi_distributed.errors import LMIWarning
 from lmi_distributed.estimators.attribution import cross_decoder_r2, r2_per_dim
 from lmi_distributed.estimators.estimator import LMI
 from lmi_distributed.estimators.networks import NetSpec
-from lmi_distributed.estimators.training import train_pairs
+from lmi_distributed.estimators.training import torch_threads, train_pairs
 from lmi_distributed.synthetic_attribution import attribution_benchmark
 
 # Small settings that train the 24-dim benchmark to a clear ranking in a few seconds per seed
@@ -45,8 +45,9 @@ def test_cross_decoder_r2_is_the_eval_mode_reconstruction_r2():
     x = torch.from_numpy(rng.standard_normal((P, n, dx)).astype(np.float32))
     y = torch.from_numpy((x[:, :, :dy].numpy() + 0.3 * rng.standard_normal((P, n, dy))).astype(np.float32))
     spec = NetSpec.for_dims(dx, dy, latent=2, hidden=16)
-    res = train_pairs(x[:, :32], y[:, :32], x[:, 32:], y[:, 32:], spec, [3, 4], batch_size=16, lr=1e-3,
-                      max_epochs=20, patience=5, attribution=True)
+    with torch_threads(1):       # a busy 2-core machine: one thread
+        res = train_pairs(x[:, :32], y[:, :32], x[:, 32:], y[:, 32:], spec, [3, 4], batch_size=16, lr=1e-3,
+                          max_epochs=20, patience=5, attribution=True)
     assert res.r2_x.shape == (P, dx) and res.r2_y.shape == (P, dy)
     with torch.no_grad():
         zx, zy = res.model.encode(x[:, 32:], y[:, 32:])
@@ -59,8 +60,9 @@ def test_cross_decoder_r2_is_the_eval_mode_reconstruction_r2():
     # 1e-6: float32 matmuls on 7-row chunks round differently from one 32-row pass (BLAS blocking)
     np.testing.assert_allclose(r2x, res.r2_x, rtol=0, atol=1e-6)
     np.testing.assert_allclose(r2y, res.r2_y, rtol=0, atol=1e-6)
-    off = train_pairs(x[:, :32], y[:, :32], x[:, 32:], y[:, 32:], spec, [3, 4], batch_size=16, lr=1e-3,
-                      max_epochs=20, patience=5)
+    with torch_threads(1):
+        off = train_pairs(x[:, :32], y[:, :32], x[:, 32:], y[:, 32:], spec, [3, 4], batch_size=16, lr=1e-3,
+                          max_epochs=20, patience=5)
     assert off.r2_x is None and off.r2_y is None
 
 
