@@ -167,6 +167,8 @@ def test_chains_expand_to_triples(tmp_path):
      "lineage.comparisons[0].long"),
     ({"lineage": {"chains": [["day2", "day6"]]}}, "lineage.chains"),
     ({"output": {"path": "x", "save_pmi": "none"}}, "lineage.cell_pmi"),
+    ({"data": {"store": "s.zarr", "demo": {"kind": "lineage", "n": 100}}}, "data.demo"),
+    ({"data": {"store": "s.zarr", "demo": {"lineage": {"variant": "markov"}}}}, "data.demo"),
 ])
 def test_config_errors_name_the_key(tmp_path, mod, where):
     raw = _lineage_raw(tmp_path)

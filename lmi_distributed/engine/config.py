@@ -61,6 +61,9 @@ class DemoData(_Strict):
 
     @model_validator(mode="after")
     def _lineage_block(self) -> "DemoData":
+        if self.kind == "lineage" and self.model_fields_set & {"n", "t", "k", "d", "rho"}:
+            raise ValueError("n, t, k, d, rho are for kind gaussian_markov_chain; kind lineage takes "
+                             "'seed' and a 'lineage' block")
         if self.kind == "lineage" and self.lineage is None:
             self.lineage = LineageDemo()
         if self.kind != "lineage" and self.lineage is not None:
