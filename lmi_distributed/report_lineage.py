@@ -68,6 +68,7 @@ def plot_pmi_embedding(cells, embedding: Sequence[str], background: np.ndarray, 
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     bg = np.asarray(background, dtype=float)
     ax.scatter(bg[:, 0], bg[:, 1], s=3, c="lightgrey", lw=0, label="other cells")
+    cells = cells.iloc[np.argsort(np.abs(cells["mean_pmi"].to_numpy(float)), kind="stable")]  # extremes on top
     v = cells["mean_pmi"].to_numpy(float)
     lim = float(np.nanpercentile(np.abs(v), 98)) if v.size else 1.0
     sc = ax.scatter(cells[embedding[0]], cells[embedding[1]], s=6, c=v, cmap="RdBu_r", vmin=-lim, vmax=lim, lw=0)
