@@ -167,7 +167,6 @@ def test_chains_expand_to_triples(tmp_path):
      "lineage.comparisons[0].long"),
     ({"lineage": {"chains": [["day2", "day6"]]}}, "lineage.chains"),
     ({"output": {"path": "x", "save_pmi": "none"}}, "lineage.cell_pmi"),
-    ({"data": {"store": "s.zarr", "demo": {"kind": "lineage", "n": 100}}}, "data.demo"),
     ({"data": {"store": "s.zarr", "demo": {"lineage": {"variant": "markov"}}}}, "data.demo"),
 ])
 def test_config_errors_name_the_key(tmp_path, mod, where):
@@ -261,3 +260,12 @@ def test_missing_obs_column_fails_before_training(study):
     errs, _ = check_study(parse_study(raw))
     assert any("lineage.pseudotime" in e and "'dpt'" in e for e in errs), errs
     assert not (root / "out2").exists()
+
+
+def test_study_json_reads_back(study):
+    """The study.json a lineage run writes is a valid study again (``lmi-distributed report``)."""
+    root, cfg, out, summary, rs, keys = study
+    from lmi_distributed.engine.config import parse_study as ps
+    raw = json.loads((out / "study.json").read_text())
+    again = ps(raw.get("config", raw))
+    assert again.kind == "lineage" and again.lineage == cfg.lineage and again.data.demo == cfg.data.demo

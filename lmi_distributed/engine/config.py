@@ -57,13 +57,11 @@ class DemoData(_Strict):
     d: int = Field(12, ge=1, description="features per variable")
     rho: float = Field(0.8, gt=-1.0, lt=1.0, description="correlation between consecutive links")
     seed: int = 0
-    lineage: Optional[LineageDemo] = Field(None, description="kind lineage: synthetic_lineage parameters")
+    lineage: Optional[LineageDemo] = Field(None, description="kind lineage: synthetic_lineage parameters "
+                                           "(n, t, k, d, rho are the Gaussian chain's and not used)")
 
     @model_validator(mode="after")
     def _lineage_block(self) -> "DemoData":
-        if self.kind == "lineage" and self.model_fields_set & {"n", "t", "k", "d", "rho"}:
-            raise ValueError("n, t, k, d, rho are for kind gaussian_markov_chain; kind lineage takes "
-                             "'seed' and a 'lineage' block")
         if self.kind == "lineage" and self.lineage is None:
             self.lineage = LineageDemo()
         if self.kind != "lineage" and self.lineage is not None:
