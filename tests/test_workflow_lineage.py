@@ -269,3 +269,17 @@ def test_study_json_reads_back(study):
     raw = json.loads((out / "study.json").read_text())
     again = ps(raw.get("config", raw))
     assert again.kind == "lineage" and again.lineage == cfg.lineage and again.data.demo == cfg.data.demo
+
+
+def test_preflight_before_the_demo_store_exists(tmp_path):
+    """The lineage demo store is not built yet: the pre-flight checks the matrix name and the obs
+    columns against what the generator will write, and writes nothing."""
+    raw = _lineage_raw(tmp_path)
+    errs, info = check_study(parse_study(raw))
+    assert errs == [] and any("lineage demo store is built on the first run" in n for n in info.notes)
+    raw["variables"][0] = {"name": "day2", "matrix": "X0", "where": "day == 2"}
+    raw["lineage"] = dict(raw["lineage"], embedding=["umap1", "umap2"])
+    errs, _ = check_study(parse_study(raw))
+    assert any(e.strip().startswith("variables[0].matrix") and "'rna'" in e for e in errs), errs
+    assert any(e.strip().startswith("lineage.embedding") and "'umap1'" in e for e in errs), errs
+    assert not (tmp_path / "store.zarr").exists() and not (tmp_path / "out").exists()
