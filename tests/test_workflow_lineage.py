@@ -17,7 +17,6 @@ from lmi_distributed.engine.execute import execute_batch
 from lmi_distributed.engine.lineage import (CONSISTENT, INCONCLUSIVE, NOT_TESTED, VIOLATED, dpi_table,
                                             dpi_verdict, rolling_pmi)
 from lmi_distributed.engine.preflight import check_study
-from lmi_distributed.engine.results import ResultStore
 from lmi_distributed.engine.runner import prepare_study
 from lmi_distributed.errors import ConfigError
 from lmi_distributed.synthetic_lineage import LineageParams, lineage_truth, simulate_lineage
