@@ -1,25 +1,45 @@
-"""Benchmarks of the paper's workflows with a known answer (one function per workflow).
+"""Known-answer benchmarks of the paper's workflows (one function and one subcommand per workflow).
+
+    python jobs/benchmark_workflows.py attribution                      # 5 seeds, d_x=24 and 48
+    python jobs/benchmark_workflows.py attribution --seeds 3 --dx 24    # quicker
+    python jobs/benchmark_workflows.py lineage                          # embedded local Ray, 2 CPUs
+    python jobs/benchmark_workflows.py lineage --seeds 0 1 2 --quick
+
+Each prints a table and writes jobs/results/benchmark_workflows_<workflow>.json (bits).
 
 Attribution (paper A.2.3): ``attribution`` trains LMI with ``attribution=True`` on
 ``synthetic_attribution.attribution_benchmark`` (k of d_x X dims share a latent with Y, the rest
 noise, one constant) for several seeds, and reports per seed how many of the top-k dims by
 held-out R^2 are the informative ones, the R^2 of the informative / noise dims, and whether the
-constant dim is NaN. JSON to jobs/results/benchmark_workflows_attribution.json.
-
+constant dim is NaN. 
     python jobs/benchmark_workflows.py attribution                      # 5 seeds, d_x=24 and 48
     python jobs/benchmark_workflows.py attribution --seeds 3 --dx 24    # quicker
+
+Lineage (paper 4.2): ``lineage`` runs configs/lineage_demo.yaml (demo settings) on the synthetic
+lineage data, both variants (``markov``: DPI holds; ``sister``: a clone factor after day 2
+violates it) x seeds (data seed = study seed). Per run: the estimates against the closed-form
+truth (bits), the DPI difference with its Welch interval and the verdict (expected: ``consistent
+with DPI`` for markov, ``DPI violated (non-Markovian)`` for sister), and the pMI trend along
+pseudotime (Spearman, mean pMI in the lowest and highest pseudotime quartile).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-#: small settings that train these benchmarks in seconds on one CPU thread (not the paper's)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: small settings that train the attribution benchmark in seconds on one CPU thread (not the paper's)
 ATTRIBUTION_SETTINGS = dict(hidden=128, batch_size=128, lr=3e-3, max_epochs=300, patience=30, num_threads=1)
 
 
@@ -56,24 +76,111 @@ def attribution(seeds: list[int], dxs: list[int], n: int = 1000, k: int = 4, rho
     return {"workflow": "attribution", "settings": ATTRIBUTION_SETTINGS, "cases": cases}
 
 
+EXPECTED = {"markov": "consistent with DPI", "sister": "DPI violated (non-Markovian)"}
+
+
+def lineage(seeds: list[int], workdir: Path, quick: bool = False, num_cpus: int = 2) -> dict:
+    """Run the lineage demo for both variants x ``seeds``; return the rows and a pass/fail summary."""
+    import pandas as pd
+
+    from lmi_distributed.engine.config import load_study
+    from lmi_distributed.engine.runner import run_study
+
+    rows = []
+    for variant in ("markov", "sister"):
+        for seed in seeds:
+            tag = f"{variant}-s{seed}"
+            sets = [f"data.demo.lineage.variant={variant}", f"data.demo.seed={seed}", f"seed={seed}",
+                    f"data.store={workdir / tag / 'store.zarr'}", f"data.truth={workdir / tag / 'truth.json'}",
+                    f"output.path={workdir / tag / 'out'}"]
+            if quick:
+                sets += ["data.demo.lineage.clones=300", "data.demo.lineage.genes=200", "replicates=3",
+                         "estimator.max_epochs=30", "nulls.latent_permutations=20", "lineage.rolling_window=50"]
+            cfg = load_study(ROOT / "configs" / "lineage_demo.yaml", sets)
+            t0 = time.perf_counter()
+            summary = run_study(cfg, num_cpus=num_cpus, overwrite=True, progress_every=60.0, log=lambda m: None)
+            wall = time.perf_counter() - t0
+            out = Path(cfg.output.path)
+            pairs = pd.read_parquet(out / "pairs.parquet").set_index("pair")
+            dpi = pd.read_parquet(out / "dpi.parquet").iloc[0]
+            trend = summary["lineage"]["cell_pmi"]["trend"]
+            row = {"variant": variant, "seed": seed, "wall_s": round(wall, 1),
+                   "est_early_late": float(pairs.loc["day2~day6", "estimate"]),
+                   "sem_early_late": float(pairs.loc["day2~day6", "sem"]),
+                   "truth_early_late": float(pairs.loc["day2~day6", "truth"]),
+                   "est_sisters": float(pairs.loc["day6~day6_sister", "estimate"]),
+                   "sem_sisters": float(pairs.loc["day6~day6_sister", "sem"]),
+                   "truth_sisters": float(pairs.loc["day6~day6_sister", "truth"]),
+                   "difference": float(dpi["difference"]), "ci_low": float(dpi["ci_low"]),
+                   "ci_high": float(dpi["ci_high"]), "truth_difference": float(dpi["truth_difference"]),
+                   "verdict": str(dpi["verdict"]), "expected": EXPECTED[variant],
+                   "verdict_right": str(dpi["verdict"]) == EXPECTED[variant]}
+            for pk, short in (("day2~day6", "early"), ("day6~day6_sister", "sisters")):
+                t = trend.get(pk, {})
+                q = t.get("quartile_mean_pmi") or [float("nan")] * 4
+                row.update({f"pmi_spearman_{short}": t.get("spearman"), f"pmi_q1_{short}": q[0],
+                            f"pmi_q4_{short}": q[3]})
+            rows.append(row)
+            print(f"{tag}: {row['verdict']} (diff {row['difference']:+.3f} [{row['ci_low']:+.3f}, "
+                  f"{row['ci_high']:+.3f}] bits, truth {row['truth_difference']:+.3f}); {wall:.0f} s", flush=True)
+    return {"rows": rows, "all_verdicts_right": all(r["verdict_right"] for r in rows)}
+
+
+def _machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_end": os.getloadavg()}
+
+
+def _write(name: str, result: dict, path: str | None) -> Path:
+    out = Path(path or ROOT / "jobs" / "results" / f"benchmark_workflows_{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return out
+
+
+def _run_attribution(args) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    out = attribution(list(range(args.seeds)), args.dx)
+    _write("attribution", {**out, "machine": _machine()}, args.out)
+    return 0 if all(c["pass"] for c in out["cases"]) else 1
+
+
+def _run_lineage(args) -> int:
+    import pandas as pd
+
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="lmi-bench-wf-") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        res = lineage(args.seeds, work, quick=args.quick, num_cpus=args.num_cpus)
+    df = pd.DataFrame(res["rows"])
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.round(3).to_string(index=False))
+    meta = {"workflow": "lineage", "seeds": args.seeds, "quick": args.quick, "units": "bits",
+            "machine": _machine(), "total_s": round(time.time() - t0, 1)}
+    _write("lineage", {**meta, **res}, args.out)
+    return 0 if all(r.get("verdict_right", True) for r in res["rows"]) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="workflow", required=True)
-    a = sub.add_parser("attribution")
-    a.add_argument("--seeds", type=int, default=5)
+    a = sub.add_parser("attribution", help="top-k recovery of informative dims by held-out R^2")
+    a.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1)")
     a.add_argument("--dx", type=int, nargs="+", default=[24, 48])
+    a.add_argument("--out", default=None, help="JSON (default jobs/results/benchmark_workflows_attribution.json)")
+    a.set_defaults(run=_run_attribution)
+    li = sub.add_parser("lineage", help="DPI verdicts and pMI trend on the synthetic lineage data")
+    li.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    li.add_argument("--quick", action="store_true", help="small settings (a smoke run, not the documented numbers)")
+    li.add_argument("--num-cpus", type=int, default=2)
+    li.add_argument("--workdir", default=None, help="stores and results (default: a temp dir)")
+    li.add_argument("--out", default=None, help="JSON (default jobs/results/benchmark_workflows_lineage.json)")
+    li.set_defaults(run=_run_lineage)
     args = p.parse_args(argv)
-    if args.workflow == "attribution":
-        import torch
-
-        torch.set_num_threads(1)
-        out = attribution(list(range(args.seeds)), args.dx)
-        path = ROOT / "jobs" / "results" / "benchmark_workflows_attribution.json"
-        path.write_text(json.dumps(out, indent=2))
-        print(f"wrote {path}")
-        return 0 if all(c["pass"] for c in out["cases"]) else 1
-    return 2
+    return args.run(args)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["permutation_pvalue", "benjamini_hochberg", "sem", "zscore", "null_of_means", "null_summary",
-           "bh_over_ok"]
+           "bh_over_ok", "welch_difference_ci"]
 
 
 def permutation_pvalue(observed: float, null: Sequence[float] | np.ndarray) -> float:
@@ -136,3 +136,29 @@ def bh_over_ok(pvalues: Sequence[float] | np.ndarray, ok: Sequence[bool] | np.nd
     q = benjamini_hochberg(p)
     with np.errstate(invalid="ignore"):
         return q, (q <= alpha) & ok
+
+
+def welch_difference_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                        confidence: float = 0.95) -> tuple[float, float, float, float, str]:
+    """``(difference, low, high, df, why)``: mean(a) - mean(b) with a two-sided Welch t-interval.
+
+    ``a``, ``b``: (R_a,), (R_b,) independent replicate estimates (e.g. MI in bits of two pairs,
+    each replicate a fresh random pairing and training); NaN entries are dropped. The interval is
+    scipy's ``ttest_ind(a, b, equal_var=False).confidence_interval(confidence)`` (unequal
+    variances, Welch–Satterthwaite df). ``why`` is "" when the interval is computed; otherwise
+    low/high/df are NaN and ``why`` says why (fewer than 2 values on a side, or no spread on
+    either side, where a t-interval would claim a certainty the replicates cannot give)."""
+    from scipy import stats as sps
+
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    nan = float("nan")
+    diff = float(np.mean(x) - np.mean(y)) if x.size and y.size else nan
+    if x.size < 2 or y.size < 2:
+        return diff, nan, nan, nan, f"needs >= 2 replicates on each side (got {x.size} and {y.size})"
+    if np.std(x, ddof=1) == 0 and np.std(y, ddof=1) == 0:
+        return diff, nan, nan, nan, "replicates have no spread on either side"
+    res = sps.ttest_ind(x, y, equal_var=False)
+    ci = res.confidence_interval(confidence)
+    return diff, float(ci.low), float(ci.high), float(res.df), ""

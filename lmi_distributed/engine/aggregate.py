@@ -280,9 +280,13 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
     attribution = write_attribution_outputs(cfg, out, pairs, keys, store_path_abs(cfg))
     if attribution is not None:   # estimator.attribution: attribution.parquet + figures
         summary["attribution"] = attribution
+    extra_html = ""
+    if cfg.kind == "lineage":  # dpi.parquet/json, cell_pmi.parquet, figures (engine/lineage.py)
+        from lmi_distributed.engine.lineage import write_lineage_outputs
+        summary["lineage"], extra_html = write_lineage_outputs(cfg, out, pairs, tasks)
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2, default=_clean))
     if report:
         from lmi_distributed.report import write_report
 
-        write_report(out, pairs, summary)
+        write_report(out, pairs, summary, extra_html=extra_html)
     return summary

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lmi_distributed.engine.config_lineage import LineageConfig, LineageDemo, check_lineage
 from lmi_distributed.errors import ConfigError
 from lmi_distributed.estimators.settings import SettingsFields
 
@@ -49,13 +50,23 @@ class _Strict(BaseModel):
 class DemoData(_Strict):
     """Build the store from synthetic data when it is missing (the demo study)."""
 
-    kind: Literal["gaussian_markov_chain"] = "gaussian_markov_chain"
+    kind: Literal["gaussian_markov_chain", "lineage"] = "gaussian_markov_chain"
     n: int = Field(1500, ge=20, description="rows (samples)")
     t: int = Field(5, ge=2, description="number of variables (chain length)")
     k: int = Field(2, ge=1, description="dependent dimensions per link")
     d: int = Field(12, ge=1, description="features per variable")
     rho: float = Field(0.8, gt=-1.0, lt=1.0, description="correlation between consecutive links")
     seed: int = 0
+    lineage: Optional[LineageDemo] = Field(None, description="kind lineage: synthetic_lineage parameters "
+                                           "(n, t, k, d, rho are the Gaussian chain's and not used)")
+
+    @model_validator(mode="after")
+    def _lineage_block(self) -> "DemoData":
+        if self.kind == "lineage" and self.lineage is None:
+            self.lineage = LineageDemo()
+        if self.kind != "lineage" and self.lineage is not None:
+            raise ValueError("'lineage' is only for kind: lineage")
+        return self
 
 
 class DataConfig(_Strict):
@@ -180,6 +191,8 @@ class SignificanceConfig(_Strict):
 
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1)
+    kind: Literal["pairs", "lineage"] = "pairs"
+    lineage: Optional[LineageConfig] = None
     description: str = ""
     seed: int = Field(0, ge=0)
     data: DataConfig
@@ -192,6 +205,13 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     output: OutputConfig
     significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+
+    @model_validator(mode="after")
+    def _kind_block(self) -> "StudyConfig":
+        for k in ("lineage",):
+            if (self.kind == k) != (getattr(self, k) is not None):
+                raise ValueError(f"'{k}' block is required for kind: {k} and only allowed there (kind is {self.kind!r})")
+        return self
 
     @field_validator("variables", mode="before")
     @classmethod
@@ -363,6 +383,8 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
     from lmi_distributed.engine.attribution import image_shape_problems
 
     errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + image_shape_problems(cfg)
+    if not errs:
+        errs += check_lineage(cfg)
     if errs:
         raise ConfigError(f"{source}: {len(errs)} problem(s)\n" + "\n".join(errs))
     return cfg

@@ -95,6 +95,9 @@ def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.
     Returns True when it (re)built the store. ``create=False``: ConfigError instead of building."""
     from lmi_distributed.errors import ConfigError
 
+    if demo.kind == "lineage":  # kind: lineage (engine/lineage.py)
+        from lmi_distributed.engine.lineage import ensure_lineage_store
+        return ensure_lineage_store(store_path, demo, truth_path=truth_path, create=create, log=log)
     final = Path(store_path).expanduser().resolve()
     if final.exists():
         why = demo_mismatch(final, demo)

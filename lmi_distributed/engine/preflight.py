@@ -155,6 +155,9 @@ def _min_n_problem(cfg: StudyConfig, sizes: dict[tuple[str, str], int], source: 
 def _demo_problems(cfg: StudyConfig, info: PreflightInfo) -> list[str]:
     """Checks against the demo store that the first run will build (matrices X0..X{t-1}, n x d)."""
     dm = cfg.data.demo
+    if dm.kind == "lineage":  # the synthetic lineage store (engine/lineage.py)
+        from lmi_distributed.engine.lineage import lineage_demo_problems
+        return lineage_demo_problems(cfg, info)
     names = [f"X{i}" for i in range(dm.t)]
     errs: list[str] = []
     for i, v in enumerate(cfg.variables):
@@ -203,6 +206,9 @@ def _data_problems(cfg: StudyConfig, store_path: Path, info: PreflightInfo) -> l
             continue
         info.shapes[(x, y)] = shape
         sizes[(x, y)] = shape[0]
+    if cfg.kind == "lineage":  # obs columns the lineage outputs read (engine/lineage.py)
+        from lmi_distributed.engine.lineage import lineage_input_problems
+        errs += lineage_input_problems(cfg, store)
     return errs + _min_n_problem(cfg, sizes, "")
 
 

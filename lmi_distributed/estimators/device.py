@@ -13,7 +13,7 @@ reason of a False answer for error messages, and :func:`clear_cache` forgets bot
 Callers use the functions through this module (``device.cupy_usable()``), so a test that
 monkeypatches ``device.cupy_usable`` / ``device.torch_gpu_usable`` steers every caller:
 ``api`` (training device, DLPack KSG hand-off), ``neighbors.resolve_backend``, ``permutation``,
-``engine.execute`` (null backend) and ``engine.runner`` (a GPU worker's device).
+``engine.worker`` (null backend) and ``engine.runner`` (a GPU worker's device).
 """
 from __future__ import annotations
 
