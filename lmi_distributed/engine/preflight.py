@@ -209,6 +209,11 @@ def _data_problems(cfg: StudyConfig, store_path: Path, info: PreflightInfo) -> l
     if cfg.kind == "lineage":  # obs columns the lineage outputs read (engine/lineage.py)
         from lmi_distributed.engine.lineage import lineage_input_problems
         errs += lineage_input_problems(cfg, store)
+    for name, (r, c) in (cfg.output.image_shape or {}).items():   # attribution maps (engine/attribution.py)
+        v = info.variables.get(name)
+        if v is not None and r * c != v.n_features:
+            errs.append(f"  output.image_shape.{name}: {r} x {c} = {r * c} pixels, but variable {name!r} "
+                        f"has {v.n_features} features")
     return errs + _min_n_problem(cfg, sizes, "")
 
 

@@ -129,3 +129,14 @@ def test_attribution_off_writes_nothing(tmp_path):
     s = write_outputs(cfg, out, rs.read_tasks(), report=False)
     assert "attribution" not in s and not (tmp_path / "out" / "attribution").exists()
     assert not (tmp_path / "out" / "attribution.parquet").exists()
+
+
+def test_preflight_refuses_an_image_shape_that_does_not_fit(study):
+    """Before any training (the store exists now): X1's 3x3 = 9 pixels against its 8 features."""
+    from lmi_distributed.engine.preflight import preflight
+
+    cfg = study[0]
+    with pytest.raises(ConfigError, match=r"output.image_shape.X1: 3 x 3 = 9 pixels, but variable 'X1' has 8 "
+                                          r"features") as e:
+        preflight(cfg, output=False, log=lambda m: None)
+    assert "image_shape.X0" not in str(e.value)        # 2 x 4 fits X0's 8 features
