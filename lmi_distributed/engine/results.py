@@ -527,13 +527,17 @@ class ResultStore:
 
     # ------------------------------------------------------------------ repair
     def repair(self, pmi_keys: Iterable[str] = (), *, batch_keys: Mapping[str, Iterable[str]] | None = None,
+               attribution_keys: Iterable[str] = (),
                log: Callable[[str], None] | None = None) -> RepairReport:
-        """Move damaged parts and pMI aside so only their tasks are recomputed; one log line.
+        """Move damaged parts, pMI and attribution arrays aside so only their tasks are
+        recomputed; one log line.
 
         ``pmi_keys``: task keys whose pMI the study expects (``output.save_pmi``); a stored task
         among them whose pMI is missing or damaged is dropped from its part (the part is rewritten
-        without it) so it runs again. ``batch_keys``: the plan's task keys per batch id, to count
-        the tasks a damaged part held (its keys cannot be read from it)."""
+        without it) so it runs again. ``attribution_keys``: task keys whose R^2 arrays the study
+        expects (``estimator.attribution``); a damaged file, or a missing one of an ``ok`` task, is
+        treated the same way. ``batch_keys``: the plan's task keys per batch id, to count the tasks
+        a damaged part held (its keys cannot be read from it)."""
         rep = RepairReport()
         for p, why in self.damaged_parts():
             dest = self._move_aside(p)
@@ -553,15 +557,42 @@ class ResultStore:
                 rep.moved.append((f"pMI ({why})", str(self.pmi_path(k)), str(dest)))
             else:
                 rep.moved.append((f"pMI ({why})", str(self.pmi_path(k)), "-"))
-        if bad_pmi:
-            self._drop_keys(set(bad_pmi))
+        bad_attr = self._attribution_problems(set(attribution_keys) & done)
+        for k, why in bad_attr.items():
+            src = self.attribution_path(k)
+            dest = self._move_aside(src) if src.exists() else "-"
+            rep.moved.append((f"attribution ({why})", str(src), str(dest)))
+        if bad_pmi or bad_attr:
+            self._drop_keys(set(bad_pmi) | set(bad_attr))
             rep.recompute.update(bad_pmi)
+            rep.recompute.update(bad_attr)
         if rep and log is not None:
             what = "; ".join(f"{w}: {src} -> {dst}" for w, src, dst in rep.moved[:3])
             more = f" (+{len(rep.moved) - 3} more)" if len(rep.moved) > 3 else ""
             log(f"damaged results moved to {self.damaged_dir}: {len(rep.moved)} file(s) [{what}{more}]; "
                 f"{len(rep.recompute)} task(s) will be recomputed")
         return rep
+
+    def _attribution_problems(self, keys: set[str]) -> dict[str, str]:
+        """``{key: why}`` of stored tasks whose attribution arrays are damaged, or missing although
+        the task is ok (a flagged task writes none)."""
+        if not keys:
+            return {}
+        bad: dict[str, str] = {}
+        missing = set()
+        for k in sorted(keys):
+            try:
+                if self.read_attribution(k) is None:
+                    missing.add(k)
+            except DamagedResultError as exc:
+                bad[k] = f"damaged: {exc}"
+        if missing:
+            tasks = self.read_tasks(keys=sorted(missing))
+            status = tasks["status"].fillna("ok") if "status" in tasks else None
+            for k, st in zip(tasks["key"], status if status is not None else ["ok"] * len(tasks)):
+                if st == "ok":
+                    bad[k] = "missing"
+        return bad
 
     def _drop_keys(self, keys: set[str]) -> None:
         """Rewrite the parts holding ``keys`` without them (new part first, then the old removed)."""

@@ -66,7 +66,9 @@ def prepare_study(cfg: StudyConfig, *, overwrite: bool = False, create_store: bo
     resuming = results.init(cfg, overwrite=overwrite, identity=identity, log=log)
     save = cfg.output.save_pmi
     pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")]
-    results.repair(pmi_keys, batch_keys={b.batch_id: [t.key for t in b.tasks] for b in plan.batches}, log=log)
+    attribution_keys = [t.key for t in plan.tasks if t.kind == "observed"] if cfg.estimator.attribution else []
+    results.repair(pmi_keys, batch_keys={b.batch_id: [t.key for t in b.tasks] for b in plan.batches},
+                   attribution_keys=attribution_keys, log=log)
     resuming = resuming and bool(results.parts())
     return plan, store_path, out_dir, variables, results, resuming
 

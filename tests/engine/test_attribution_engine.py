@@ -140,3 +140,31 @@ def test_preflight_refuses_an_image_shape_that_does_not_fit(study):
                                           r"features") as e:
         preflight(cfg, output=False, log=lambda m: None)
     assert "image_shape.X0" not in str(e.value)        # 2 x 4 fits X0's 8 features
+
+
+def test_a_damaged_or_lost_attribution_file_is_recomputed_on_resume(tmp_path):
+    """Resume treats R^2 arrays like pMI: a damaged file is moved to damaged/, a lost one of an ok
+    task counts as missing, and only those tasks run again, giving the same numbers."""
+    from lmi_distributed.engine.runner import prepare_study
+
+    torch.set_num_threads(1)
+    raw = _raw(tmp_path, replicates=2)
+    raw["estimator"] = dict(raw["estimator"], max_epochs=3, patience=3)
+    raw["output"] = {"path": str(tmp_path / "out")}
+    cfg = parse_study(raw)
+    plan, sp, out, variables, rs, _ = prepare_study(cfg, log=lambda m: None)
+    for b in plan.batches:
+        worker.execute_batch(b, cfg, sp, out, variables=variables)
+    k0, k1 = "X0~X1/r0/obs", "X0~X1/r1/obs"
+    before = rs.read_attribution(k0)
+    rs.attribution_path(k0).write_bytes(b"not an npz")        # damaged
+    rs.attribution_path(k1).unlink()                           # lost
+    logs: list[str] = []
+    plan, sp, out, variables, rs, _ = prepare_study(cfg, log=logs.append)
+    assert rs.finished_keys() == set()                        # both tasks will run again
+    assert any("attribution (damaged" in m and "2 task(s) will be recomputed" in m for m in logs), logs
+    assert list((Path(out) / "damaged").rglob("*.npz"))       # the damaged file kept aside, not deleted
+    for b in plan.batches:
+        worker.execute_batch(b.without(rs.finished_keys()), cfg, sp, out, variables=variables)
+    np.testing.assert_array_equal(rs.read_attribution(k0)["r2_x"], before["r2_x"])   # same seeds, same floats
+    assert rs.read_attribution(k1) is not None
