@@ -172,6 +172,10 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
     import pandas as pd
 
     s = resolve_settings(settings)
+    if s.attribution:   # per-dimension arrays do not fit a row per pair: refused, not silently dropped
+        raise ConfigError("pairwise: attribution=True is not supported (R^2 per dimension does not fit one row "
+                          "per pair); use lmi.estimate(X, Y, attribution=True) or LMI(attribution=True).fit, "
+                          "or a study with estimator.attribution: true (attribution.parquet)")
     replicates = _int_option(replicates, "replicates", 1)
     n_permutations = _int_option(n_permutations, "n_permutations", 0)
     n_shuffles = _int_option(n_shuffles, "n_shuffles", 0)
