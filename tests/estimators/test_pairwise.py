@@ -104,7 +104,7 @@ def test_bad_input_raises_before_training(variables_, pairs, match):
     (dict(p_null="retrain_shuffles", n_permutations=9), "n_shuffles is 0"),
     (dict(p_null="latent_permutations", n_shuffles=2), "n_permutations is 0"),
     (dict(ids=np.arange(400)), "split='ids'"),        # ids given, but split is 'rows'
-    (dict(lr=-1.0), "lr"),
+    (dict(lr=-1.0), "lr"), (dict(attribution=True), "attribution=True is not supported"),
 ])
 def test_bad_options_raise_config_error(variables, kw, match):
     with pytest.raises(ConfigError, match=match):
