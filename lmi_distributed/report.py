@@ -169,6 +169,7 @@ shuffled and the network trained anew); q: Benjamini–Hochberg over the study's
 <table class="facts">{fact_html}</table>
 <h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
 {truth_html}
+{_kind_html(out, summary)}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
 {_flagged_html(pairs)}
 </body></html>"""
@@ -177,6 +178,15 @@ shuffled and the network trained anew); q: Benjamini–Hochberg over the study's
     tmp.write_text(page)
     tmp.replace(path)
     return path
+
+
+def _kind_html(out: Path, summary: dict) -> str:
+    """The section of a study kind (e.g. interaction prediction); '' for a pairs study."""
+    if summary.get("interaction"):
+        from lmi_distributed.report_interaction import interaction_html
+
+        return interaction_html(out, summary["interaction"])
+    return ""
 
 
 def _warning_html(summary: dict) -> str:

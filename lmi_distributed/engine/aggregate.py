@@ -281,6 +281,11 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
         "run": run_info or {},
         "pairs": [{k: _clean(v) for k, v in r.items()} for r in pairs.to_dict(orient="records")],
     }
+    summary["kind"] = cfg.kind
+    if cfg.kind == "interaction":  # held-out prediction: splits.parquet, interaction.json, figures
+        from lmi_distributed.engine.interaction import write_interaction_outputs
+
+        summary["interaction"] = write_interaction_outputs(cfg, out, tasks, pairs, report=report)
     if "truth" in pairs:
         err = (pairs["estimate"] - pairs["truth"]).to_numpy(np.float64)
         ok = ~np.isnan(err)

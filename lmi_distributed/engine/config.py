@@ -28,6 +28,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lmi_distributed.engine.config_interaction import (InteractionConfig, ProteomeDemo, check_interaction,
+                                                       interaction_defaults)
 from lmi_distributed.errors import ConfigError
 from lmi_distributed.estimators.settings import SettingsFields
 
@@ -49,13 +51,14 @@ class _Strict(BaseModel):
 class DemoData(_Strict):
     """Build the store from synthetic data when it is missing (the demo study)."""
 
-    kind: Literal["gaussian_markov_chain"] = "gaussian_markov_chain"
+    kind: Literal["gaussian_markov_chain", "proteome"] = "gaussian_markov_chain"
     n: int = Field(1500, ge=20, description="rows (samples)")
     t: int = Field(5, ge=2, description="number of variables (chain length)")
     k: int = Field(2, ge=1, description="dependent dimensions per link")
     d: int = Field(12, ge=1, description="features per variable")
     rho: float = Field(0.8, gt=-1.0, lt=1.0, description="correlation between consecutive links")
     seed: int = 0
+    proteome: Optional[ProteomeDemo] = None  # kind proteome: engine/config_interaction.py
 
 
 class DataConfig(_Strict):
@@ -178,6 +181,7 @@ class SignificanceConfig(_Strict):
 
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1)
+    kind: Literal["pairs", "interaction"] = "pairs"
     description: str = ""
     seed: int = Field(0, ge=0)
     data: DataConfig
@@ -190,6 +194,9 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     output: OutputConfig
     significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+    interaction: Optional[InteractionConfig] = None  # kind interaction: engine/config_interaction.py
+
+    _interaction_defaults = model_validator(mode="after")(interaction_defaults)
 
     @field_validator("variables", mode="before")
     @classmethod
@@ -247,6 +254,10 @@ class StudyConfig(_Strict):
             "latent_permutations": self.nulls.latent_permutations,
             "save_pmi": self.output.save_pmi,
         }
+        if self.interaction is not None:
+            blob["interaction"] = self.interaction.fingerprint_fields()
+        if blob["data"].get("demo") and blob["data"]["demo"].get("proteome") is None:
+            blob["data"]["demo"].pop("proteome")  # fingerprints of studies before the proteome demo stay
         return hashlib.blake2b(json.dumps(blob, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 
 
@@ -358,7 +369,7 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg)
+    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + check_interaction(cfg)
     if errs:
         raise ConfigError(f"{source}: {len(errs)} problem(s)\n" + "\n".join(errs))
     return cfg

@@ -95,6 +95,10 @@ def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.
     Returns True when it (re)built the store. ``create=False``: ConfigError instead of building."""
     from lmi_distributed.errors import ConfigError
 
+    if demo.kind == "proteome":  # the interaction workflow's synthetic proteome
+        from lmi_distributed.engine.interaction import ensure_proteome_store
+
+        return ensure_proteome_store(store_path, demo, truth_path, create=create, log=log)
     final = Path(store_path).expanduser().resolve()
     if final.exists():
         why = demo_mismatch(final, demo)

@@ -155,6 +155,10 @@ def _min_n_problem(cfg: StudyConfig, sizes: dict[tuple[str, str], int], source: 
 def _demo_problems(cfg: StudyConfig, info: PreflightInfo) -> list[str]:
     """Checks against the demo store that the first run will build (matrices X0..X{t-1}, n x d)."""
     dm = cfg.data.demo
+    if dm.kind == "proteome":
+        from lmi_distributed.engine.interaction import proteome_demo_problems
+
+        return proteome_demo_problems(cfg, info)
     names = [f"X{i}" for i in range(dm.t)]
     errs: list[str] = []
     for i, v in enumerate(cfg.variables):

@@ -64,7 +64,8 @@ def prepare_study(cfg: StudyConfig, *, overwrite: bool = False, create_store: bo
     results = ResultStore(out_dir)
     resuming = results.init(cfg, overwrite=overwrite, identity=identity, log=log)
     save = cfg.output.save_pmi
-    pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")]
+    pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")
+                or t.kind == "split"]  # a split's scores are its result
     results.repair(pmi_keys, batch_keys={b.batch_id: [t.key for t in b.tasks] for b in plan.batches}, log=log)
     resuming = resuming and bool(results.parts())
     return plan, store_path, out_dir, variables, results, resuming
