@@ -43,7 +43,7 @@ def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
         return None
     plt = _plt()
     n = len(pairs)
-    fig, ax = plt.subplots(figsize=(2.2 + 1.8 * n, 3.6))
+    fig, ax = plt.subplots(figsize=(4.4 + 1.8 * n, 3.6))
     xs = np.arange(n)
     w = 0.26
     get = lambda c: pairs[c].to_numpy(float) if c in pairs else np.full(n, np.nan)  # noqa: E731
@@ -58,7 +58,8 @@ def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
     ax.set_xticks(xs, [f"I({x};{y})" for x, y in zip(pairs["x"], pairs["y"])])
     ax.set_ylabel("MI (bits)")
     ax.axhline(0, color="black", lw=0.6)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlim(-0.6, n - 0.4 + 1.1)   # room on the right for the legend, off the bars
+    ax.legend(fontsize=7, loc="center right")
     ax.set_title("interaction partners vs shuffled pairs", fontsize=9)
     fig.tight_layout()
     _save(fig, Path(path))
