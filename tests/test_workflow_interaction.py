@@ -222,3 +222,26 @@ def test_shuffled_annotations_give_chance_auc(tmp_path):
     # under the null is ~0.04, so 0.15 is a wide margin that still excludes the ~0.85 of signal
     assert abs(it["auc_mean"] - 0.5) < 0.15, it["per_split"]
     assert summary["pairs"][0]["truth"] == 0.0
+
+
+def test_query_pairs_all_scores_every_ordered_held_out_pair(signal_run):
+    from lmi_distributed.engine.execute import open_store_cached, resolve_variables
+    from lmi_distributed.engine.interaction import split_design, split_tasks
+
+    cfg, _, _, _ = signal_run
+    store = open_store_cached(cfg.data.store)
+    v = resolve_variables(cfg, cfg.data.store)
+    t = split_tasks(cfg)[0]
+    sides = split_design(cfg, store, v["kinase"], v["target"], t)
+    raw = cfg.model_dump(mode="json")
+    raw["interaction"]["query_pairs"] = "all"
+    every = split_design(parse_study(raw), store, v["kinase"], v["target"], t)
+    H = cfg.interaction.held_out
+    assert every["query_x"].size == H * H          # the paper's 170 x 170: every ordered pair, self included
+    assert np.array_equal(every["held_out"], sides["held_out"])  # same held-out draw (same seed)
+    assert every["label"].sum() == sides["label"].sum()  # the same annotated pairs are found either way
+    assert sides["query_x"].size < every["query_x"].size and (sides["query_x"] != sides["query_y"]).all()
+    # training pairs never touch a held-out protein
+    ids = np.asarray(store.matrix("embedding").ids)
+    assert not np.isin(ids[sides["train_x"]], sides["held_out"]).any()
+    assert not np.isin(ids[sides["train_y"]], sides["held_out"]).any()

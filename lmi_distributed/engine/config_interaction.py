@@ -34,6 +34,10 @@ class InteractionConfig(_Strict):
     shuffle_annotations: bool = Field(
         False, description="negative control: permute the table's y ids across rows (seeded by the study "
                            "seed) before training and labelling the splits; AUC should be ~0.5")
+    query_pairs: Literal["sides", "all"] = Field(
+        "sides", description="sides: held-out a among the table's x-side proteins, b among its y side, a != b "
+                             "(directed as in the table); all: every ordered pair (a, b) of held-out proteins, "
+                             "a == b included (the paper's 170 x 170 = 2.89e4 pairs)")
     convention: Literal["insert", "latentmi"] = Field(
         "insert", description="out-of-sample density-ratio convention (estimators.ksg.oos_pmi)")
 

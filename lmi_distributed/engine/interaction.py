@@ -12,9 +12,10 @@ Split task j (key ``"{x}~{y}/split{j:03d}/scores"``; seeds from (study seed, key
    matrices); ``held_out`` of them are drawn at random (``pairing_seed`` of the task);
 3. training pairs: annotated pairs with neither protein held out; an ``LMI`` (the study's
    estimator settings, seed of the task) is fitted on them;
-4. query pairs: every ordered pair (a, b), a != b, of held-out proteins with a among the table's
-   x-side proteins and b among its y-side proteins (directed as in the table; a target is never
-   scored as a kinase); each gets the density-ratio score of paper Algorithm 2 on the latents
+4. query pairs (``interaction.query_pairs``): "sides" (default) every ordered pair (a, b), a != b,
+   of held-out proteins with a among the table's x-side proteins and b among its y-side proteins
+   (directed as in the table; a target is never scored as a kinase); "all": every ordered pair
+   of held-out proteins, self pairs included (the paper's 170 x 170); each gets the density-ratio score of paper Algorithm 2 on the latents
    (``LMI.score_samples``, bits);
 5. the scores and the query rows are written like a task's pMI (``ResultStore.write_pmi``: atomic,
    digest-checked), then the task record (``kind`` "split", ``mi`` = the fit's MI on its
@@ -125,12 +126,17 @@ def split_design(cfg: StudyConfig, store: Any, vx: Any, vy: Any, task: Task) -> 
     hx, hy = np.isin(ax, held), np.isin(ay, held)
     train = ~hx & ~hy
     # query candidates: held-out proteins of the table's x side / y side, as rows of each variable
-    row_of_x = {i: r for r, i in zip(xr, ax)}
-    row_of_y = {i: r for r, i in zip(yr, ay)}
+    if cfg.interaction.query_pairs == "all":  # every held-out protein on both sides, self pairs included
+        row_of_x = {str(i): r for r, i in zip(np.asarray(vx.rows), np.asarray(vx.ids))}
+        row_of_y = {str(i): r for r, i in zip(np.asarray(vy.rows), np.asarray(vy.ids))}
+    else:
+        row_of_x = {i: r for r, i in zip(xr, ax)}
+        row_of_y = {i: r for r, i in zip(yr, ay)}
     cand_x = [i for i in held if i in row_of_x]
     cand_y = [i for i in held if i in row_of_y]
-    qa = np.array([a for a in cand_x for b in cand_y if a != b], dtype=str)
-    qb = np.array([b for a in cand_x for b in cand_y if a != b], dtype=str)
+    self_ok = cfg.interaction.query_pairs == "all"
+    qa = np.array([a for a in cand_x for b in cand_y if self_ok or a != b], dtype=str)
+    qb = np.array([b for a in cand_x for b in cand_y if self_ok or a != b], dtype=str)
     query_x = np.array([row_of_x[a] for a in qa], dtype=np.int64)
     query_y = np.array([row_of_y[b] for b in qb], dtype=np.int64)
     annotated = set(zip(xr.tolist(), yr.tolist()))
