@@ -53,8 +53,20 @@ def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
            label="retrain-shuffle null (± sd)", color="#aaaaaa")
     ax.bar(xs + w, get("latent_null_mean"), w, yerr=np.nan_to_num(get("latent_null_sd")), capsize=3,
            label="latent-permutation null (± sd)", color="#dddddd", edgecolor="#888888")
+    for xi, v in zip(xs, get("estimate")):   # the estimate inside its bar, the nulls above theirs
+        if np.isfinite(v):
+            ax.text(xi - w, v / 2, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white")
+    for off, c in ((0.0, "shuffle_null_mean"), (w, "latent_null_mean")):
+        for xi, v in zip(xs, get(c)):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.2f}", (xi + off, max(v, 0.0)), textcoords="offset points", xytext=(0, 8),
+                            ha="center", fontsize=7)
     if "truth" in pairs and np.isfinite(get("truth")).any():
         ax.scatter(xs - w, get("truth"), marker="_", s=600, color="black", zorder=3, label="true MI")
+        for xi, v in zip(xs, get("truth")):
+            if np.isfinite(v):
+                ax.annotate(f"true {v:.2f}", (xi - w / 2, v), textcoords="offset points", xytext=(14, 0),
+                            va="center", fontsize=7)
     ax.set_xticks(xs, [f"I({x};{y})" for x, y in zip(pairs["x"], pairs["y"])])
     ax.set_ylabel("MI (bits)")
     ax.axhline(0, color="black", lw=0.6)
