@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join(_fmt(r[c]) for c in cols))
     out = Path(args.out or ROOT / "jobs" / "results" / f"benchmark_workflows_{args.workflow}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # keep the rows of other (seed, variant) runs: run variants one at a time if need be
+        ident = lambda r: (r.get("seed"), r.get("variant"))  # noqa: E731
+        mine = {ident(r) for r in rows}
+        rows = [r for r in json.loads(out.read_text()).get("rows", []) if ident(r) not in mine] + rows
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     out.write_text(json.dumps({"workflow": args.workflow, "seeds": args.seeds, "overrides": args.set,
                                "cpu_count": os.cpu_count(), "load_avg_at_end": load, "rows": rows}, indent=2))
