@@ -55,7 +55,8 @@ def bench_interaction(args) -> list[dict]:
                          "auc_sem": it.get("auc_sem"), "ap_mean": it.get("ap_mean"), "ap_sem": it.get("ap_sem"),
                          "ap_baseline": it.get("ap_baseline_mean"), "splits_ok": it.get("n_ok"),
                          "splits": it.get("splits"), "held_out": it.get("held_out"),
-                         "workers": summary.get("run", {}).get("workers")})
+                         "workers": summary.get("run", {}).get("workers"),
+                         "load_avg_1m_at_end": round(os.getloadavg()[0], 1)})
     return rows
 
 

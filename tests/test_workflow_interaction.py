@@ -245,3 +245,15 @@ def test_query_pairs_all_scores_every_ordered_held_out_pair(signal_run):
     ids = np.asarray(store.matrix("embedding").ids)
     assert not np.isin(ids[sides["train_x"]], sides["held_out"]).any()
     assert not np.isin(ids[sides["train_y"]], sides["held_out"]).any()
+
+
+def test_preflight_refuses_held_out_beyond_the_table(signal_run, tmp_path):
+    from lmi_distributed.engine.preflight import preflight
+
+    cfg, _, _, _ = signal_run
+    raw = cfg.model_dump(mode="json")
+    raw["interaction"]["held_out"] = 10_000
+    raw["output"]["path"] = str(tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"interaction\.held_out: 10000 proteins held out"):
+        preflight(parse_study(raw))
+    assert not (tmp_path / "out").exists()  # nothing written

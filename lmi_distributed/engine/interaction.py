@@ -48,7 +48,7 @@ from lmi_distributed.engine.seeds import derive_seed
 
 __all__ = ["split_key", "split_tasks", "split_batches", "annotated_rows", "split_design", "execute_split_batch",
            "split_metrics", "aggregate_splits", "write_interaction_outputs", "ensure_proteome_store",
-           "proteome_demo_problems", "SPLIT_COLUMNS"]
+           "proteome_demo_problems", "interaction_problems", "SPLIT_COLUMNS"]
 
 _SOURCE = "lmi_distributed.synthetic_proteome"
 
@@ -485,6 +485,29 @@ def ensure_proteome_store(store_path: str | os.PathLike, demo, truth_path: str |
         f"({demo.proteome.generator_kwargs()})")
     build_proteome_store(final, demo, truth_path)
     return True
+
+
+def interaction_problems(cfg: StudyConfig, info: Any) -> list[str]:
+    """Pre-flight check against an existing store: the annotation table names enough distinct
+    proteins for ``interaction.held_out`` (+ 2). ``info``: the pre-flight's resolved variables."""
+    from lmi_distributed.engine.execute import open_store_cached, store_path_abs
+    from lmi_distributed.errors import LMIError
+
+    x, y = cfg.interaction.pair(cfg)
+    if x not in info.variables or y not in info.variables:
+        return []  # reported by the variable checks
+    store = open_store_cached(store_path_abs(cfg))
+    try:
+        xr, yr = annotated_rows(cfg, store, info.variables[x], info.variables[y], 0)
+    except (LMIError, OSError):
+        return []  # the pairing check reports it
+    vx, vy = info.variables[x], info.variables[y]
+    n = np.unique(np.concatenate([np.asarray(store.matrix(vx.matrix).ids)[xr].astype(str),
+                                  np.asarray(store.matrix(vy.matrix).ids)[yr].astype(str)])).size
+    if n < cfg.interaction.held_out + 2:
+        return [f"  interaction.held_out: {cfg.interaction.held_out} proteins held out, but the annotation table "
+                f"names only {n} distinct proteins of the store (need at least held_out + 2)"]
+    return []
 
 
 def proteome_demo_problems(cfg: StudyConfig, info: Any) -> list[str]:

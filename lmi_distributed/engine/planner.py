@@ -200,6 +200,9 @@ def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu:
              f"  observed tasks: {plan.n_observed}, shuffle tasks: {plan.n_shuffle}, "
              f"latent permutations per observed task: {cfg.nulls.latent_permutations}",
              f"  batches: {len(plan.batches)} (up to {cfg.resources.pairs_per_batch} tasks each)"]
+    n_split = sum(t.kind == "split" for t in plan.tasks)
+    if n_split:  # kind interaction
+        lines.insert(1, f"  + {n_split} held-out prediction split(s), one batch each (kind interaction)")
     by_shape: "OrderedDict[Shape, list[Batch]]" = OrderedDict()
     for b in plan.batches:
         by_shape.setdefault(b.shape, []).append(b)

@@ -223,6 +223,10 @@ def check_study(cfg: StudyConfig, *, data: bool = True, output: bool = True) -> 
     errs = _settings_problems(cfg) + _paths_problems(cfg, store_path, out_dir, output)
     if data:
         errs += _data_problems(cfg, store_path, info)
+        if cfg.kind == "interaction" and info.store_exists:
+            from lmi_distributed.engine.interaction import interaction_problems
+
+            errs += interaction_problems(cfg, info)
     return errs, info
 
 
