@@ -4,6 +4,8 @@
     python jobs/benchmark_workflows.py attribution --seeds 3 --dx 24    # quicker
     python jobs/benchmark_workflows.py lineage                          # embedded local Ray, 2 CPUs
     python jobs/benchmark_workflows.py lineage --seeds 0 1 2 --quick
+    python jobs/benchmark_workflows.py interaction                      # the demo config, seed 0
+    python jobs/benchmark_workflows.py interaction --seeds 0 1 2 --variants shuffled
 
 Each prints a table and writes jobs/results/benchmark_workflows_<workflow>.json (bits).
 
@@ -21,6 +23,13 @@ violates it) x seeds (data seed = study seed). Per run: the estimates against th
 truth (bits), the DPI difference with its Welch interval and the verdict (expected: ``consistent
 with DPI`` for markov, ``DPI violated (non-Markovian)`` for sister), and the pMI trend along
 pseudotime (Spearman, mean pMI in the lowest and highest pseudotime quartile).
+
+Interaction (paper 4.1): ``interaction`` runs configs/interaction_demo.yaml end to end (embedded
+local Ray, as ``lmi-distributed run``) on the synthetic proteome with signal and with the
+annotation table shuffled (``data.demo.proteome.shuffle_annotations``); per run: wall time, I(K;T)
+in bits vs its truth and the retrain-shuffle null, AUC and AP (mean +- SEM over splits). Known
+answers: AUC >= 0.8 with signal, 0.5 +- 0.05 shuffled. Rows of other (seed, variant) runs already
+in the JSON are kept, so variants can be run one at a time.
 """
 from __future__ import annotations
 
@@ -126,6 +135,39 @@ def lineage(seeds: list[int], workdir: Path, quick: bool = False, num_cpus: int 
     return {"rows": rows, "all_verdicts_right": all(r["verdict_right"] for r in rows)}
 
 
+def bench_interaction(args) -> list[dict]:
+    """Rows: one per (seed, variant) run of the interaction demo."""
+    from lmi_distributed.engine.config import load_study
+    from lmi_distributed.engine.runner import run_study
+
+    rows = []
+    for seed in args.seeds:
+        for variant, shuffled in (("signal", False), ("shuffled", True)):
+            if args.variants and variant not in args.variants:
+                continue
+            base = Path(args.workdir) / f"interaction_s{seed}_{variant}"
+            cfg = load_study(ROOT / "configs" / "interaction_demo.yaml", [
+                f"seed={seed}", f"data.demo.proteome.seed={seed}",
+                f"data.demo.proteome.shuffle_annotations={str(shuffled).lower()}",
+                f"data.store={base / 'store.zarr'}", f"data.truth={base / 'truth.json'}",
+                f"pairing.table={base / 'annotations.csv'}", f"output.path={base / 'out'}"] + args.set)
+            t0 = time.perf_counter()
+            summary = run_study(cfg, num_cpus=args.num_cpus, overwrite=True, progress_every=60.0)
+            wall = time.perf_counter() - t0
+            pair = summary["pairs"][0]
+            it = summary["interaction"]
+            rows.append({"workflow": "interaction", "seed": seed, "variant": variant, "wall_s": round(wall, 1),
+                         "mi_bits": pair.get("estimate"), "truth_bits": pair.get("truth"),
+                         "shuffle_null_mean": pair.get("shuffle_null_mean"), "p_shuffle": pair.get("p_shuffle"),
+                         "p_latent": pair.get("p_latent"), "auc_mean": it.get("auc_mean"),
+                         "auc_sem": it.get("auc_sem"), "ap_mean": it.get("ap_mean"), "ap_sem": it.get("ap_sem"),
+                         "ap_baseline": it.get("ap_baseline_mean"), "splits_ok": it.get("n_ok"),
+                         "splits": it.get("splits"), "held_out": it.get("held_out"),
+                         "workers": summary.get("run", {}).get("workers"),
+                         "load_avg_1m_at_end": round(os.getloadavg()[0], 1)})
+    return rows
+
+
 def _machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_end": os.getloadavg()}
 
@@ -163,6 +205,23 @@ def _run_lineage(args) -> int:
     return 0 if all(r.get("verdict_right", True) for r in res["rows"]) else 1
 
 
+def _run_interaction(args) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    rows = bench_interaction(args)
+    cols = list(rows[0]) if rows else []
+    print("\n" + " | ".join(cols))
+    for r in rows:
+        print(" | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))
+    out = Path(args.out or ROOT / "jobs" / "results" / "benchmark_workflows_interaction.json")
+    if out.exists():  # keep the rows of other (seed, variant) runs
+        ident = lambda r: (r.get("seed"), r.get("variant"))  # noqa: E731
+        mine = {ident(r) for r in rows}
+        rows = [r for r in json.loads(out.read_text()).get("rows", []) if ident(r) not in mine] + rows
+    _write("interaction", {"workflow": "interaction", "seeds": args.seeds, "overrides": args.set,
+                           "machine": _machine(), "rows": rows}, str(out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="workflow", required=True)
@@ -178,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     li.add_argument("--workdir", default=None, help="stores and results (default: a temp dir)")
     li.add_argument("--out", default=None, help="JSON (default jobs/results/benchmark_workflows_lineage.json)")
     li.set_defaults(run=_run_lineage)
+    it = sub.add_parser("interaction", help="I(K;T) and held-out AUC on the synthetic proteome")
+    it.add_argument("--seeds", type=int, nargs="+", default=[0])
+    it.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray")
+    it.add_argument("--workdir", default=str(ROOT / "runs" / "benchmark_workflows"))
+    it.add_argument("--variants", nargs="+", default=None, help="signal and/or shuffled (default both)")
+    it.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="config override")
+    it.add_argument("--out", default=None, help="JSON (default jobs/results/benchmark_workflows_interaction.json)")
+    it.set_defaults(run=_run_interaction)
     args = p.parse_args(argv)
     return args.run(args)
 

@@ -124,10 +124,11 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def write_report(out_dir: str | Path, pairs, summary: dict, extra_html: str = "") -> Path:
+def write_report(out_dir: str | Path, pairs, summary: dict, kind_html: str = "") -> Path:
     """Write ``heatmap.png`` and ``report.html`` (self-contained: the PNG is embedded).
 
-    ``extra_html``: a study kind's own section (already escaped HTML), placed after the pairs."""
+    ``kind_html``: a study kind's own section (interaction, lineage; already escaped HTML),
+    placed before the pairs table."""
     out = Path(out_dir)
     png = plot_heatmap(pairs, out / "heatmap.png", title=f"{summary.get('study', '')}: LMI (bits)")
     b64 = base64.b64encode(png.read_bytes()).decode()
@@ -174,9 +175,9 @@ shuffled and the network trained anew); q: Benjamini–Hochberg over the study's
 <h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
 {truth_html}
 {attribution_html(out, summary)}
+{kind_html}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
 {_flagged_html(pairs)}
-{extra_html}
 </body></html>"""
     path = out / "report.html"
     tmp = out / ".tmp-report.html"

@@ -270,6 +270,7 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
         "run": run_info or {},
         "pairs": [{k: _clean(v) for k, v in r.items()} for r in pairs.to_dict(orient="records")],
     }
+    summary["kind"] = cfg.kind
     if "truth" in pairs:
         err = (pairs["estimate"] - pairs["truth"]).to_numpy(np.float64)
         ok = ~np.isnan(err)
@@ -280,13 +281,22 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
     attribution = write_attribution_outputs(cfg, out, pairs, keys, store_path_abs(cfg))
     if attribution is not None:   # estimator.attribution: attribution.parquet + figures
         summary["attribution"] = attribution
-    extra_html = ""
-    if cfg.kind == "lineage":  # dpi.parquet/json, cell_pmi.parquet, figures (engine/lineage.py)
+    kind_html = ""                # the study kind's own outputs and report section
+    if cfg.kind == "interaction":  # held-out prediction: splits.parquet, interaction.json, figures
+        from lmi_distributed.engine.interaction import write_interaction_outputs
+
+        summary["interaction"] = write_interaction_outputs(cfg, out, tasks, pairs, report=report)
+        if report and summary["interaction"]:
+            from lmi_distributed.report_interaction import interaction_html
+
+            kind_html = interaction_html(out, summary["interaction"])
+    elif cfg.kind == "lineage":  # dpi.parquet/json, cell_pmi.parquet, figures (engine/lineage.py)
         from lmi_distributed.engine.lineage import write_lineage_outputs
-        summary["lineage"], extra_html = write_lineage_outputs(cfg, out, pairs, tasks)
+
+        summary["lineage"], kind_html = write_lineage_outputs(cfg, out, pairs, tasks)
     _atomic_text(out / "summary.json", json.dumps(summary, indent=2, default=_clean))
     if report:
         from lmi_distributed.report import write_report
 
-        write_report(out, pairs, summary, extra_html=extra_html)
+        write_report(out, pairs, summary, kind_html=kind_html)
     return summary

@@ -29,6 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lmi_distributed.engine.config_lineage import LineageConfig, LineageDemo, check_lineage
+from lmi_distributed.engine.config_interaction import (InteractionConfig, ProteomeDemo, check_interaction,
+                                                       interaction_defaults)
 from lmi_distributed.errors import ConfigError
 from lmi_distributed.estimators.settings import SettingsFields
 
@@ -50,13 +52,14 @@ class _Strict(BaseModel):
 class DemoData(_Strict):
     """Build the store from synthetic data when it is missing (the demo study)."""
 
-    kind: Literal["gaussian_markov_chain", "lineage"] = "gaussian_markov_chain"
+    kind: Literal["gaussian_markov_chain", "lineage", "proteome"] = "gaussian_markov_chain"
     n: int = Field(1500, ge=20, description="rows (samples)")
     t: int = Field(5, ge=2, description="number of variables (chain length)")
     k: int = Field(2, ge=1, description="dependent dimensions per link")
     d: int = Field(12, ge=1, description="features per variable")
     rho: float = Field(0.8, gt=-1.0, lt=1.0, description="correlation between consecutive links")
     seed: int = 0
+    proteome: Optional[ProteomeDemo] = None  # kind proteome: engine/config_interaction.py
     lineage: Optional[LineageDemo] = Field(None, description="kind lineage: synthetic_lineage parameters "
                                            "(n, t, k, d, rho are the Gaussian chain's and not used)")
 
@@ -191,7 +194,7 @@ class SignificanceConfig(_Strict):
 
 class StudyConfig(_Strict):
     name: str = Field(..., min_length=1)
-    kind: Literal["pairs", "lineage"] = "pairs"
+    kind: Literal["pairs", "lineage", "interaction"] = "pairs"
     lineage: Optional[LineageConfig] = None
     description: str = ""
     seed: int = Field(0, ge=0)
@@ -205,6 +208,9 @@ class StudyConfig(_Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     output: OutputConfig
     significance: SignificanceConfig = Field(default_factory=SignificanceConfig)
+    interaction: Optional[InteractionConfig] = None  # kind interaction: engine/config_interaction.py
+
+    _interaction_defaults = model_validator(mode="after")(interaction_defaults)
 
     @model_validator(mode="after")
     def _kind_block(self) -> "StudyConfig":
@@ -269,6 +275,11 @@ class StudyConfig(_Strict):
             "latent_permutations": self.nulls.latent_permutations,
             "save_pmi": self.output.save_pmi,
         }
+        if self.interaction is not None:
+            blob["interaction"] = self.interaction.fingerprint_fields()
+        for block in ("proteome", "lineage"):   # fingerprints of studies before these demos existed stay
+            if blob["data"].get("demo") and blob["data"]["demo"].get(block) is None:
+                blob["data"]["demo"].pop(block, None)
         return hashlib.blake2b(json.dumps(blob, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 
 
@@ -382,7 +393,8 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
         raise ConfigError(format_validation_error(exc, source)) from None
     from lmi_distributed.engine.attribution import image_shape_problems
 
-    errs = _check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + image_shape_problems(cfg)
+    errs = (_check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + image_shape_problems(cfg)
+            + check_interaction(cfg))
     if not errs:
         errs += check_lineage(cfg)
     if errs:

@@ -98,6 +98,10 @@ def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.
     if demo.kind == "lineage":  # kind: lineage (engine/lineage.py)
         from lmi_distributed.engine.lineage import ensure_lineage_store
         return ensure_lineage_store(store_path, demo, truth_path=truth_path, create=create, log=log)
+    if demo.kind == "proteome":  # the interaction workflow's synthetic proteome
+        from lmi_distributed.engine.interaction import ensure_proteome_store
+
+        return ensure_proteome_store(store_path, demo, truth_path, create=create, log=log)
     final = Path(store_path).expanduser().resolve()
     if final.exists():
         why = demo_mismatch(final, demo)

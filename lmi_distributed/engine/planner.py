@@ -37,7 +37,7 @@ class Task:
     x: str
     y: str
     replicate: int
-    kind: Literal["observed", "shuffle"]
+    kind: Literal["observed", "shuffle", "split"]  # split: kind interaction (engine/interaction.py)
     shuffle: int  # -1 for observed
     seed: int
     pairing_seed: int
@@ -107,6 +107,10 @@ def make_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], Shape] | None 
                     n_latent_permutations=cfg.nulls.latent_permutations if j < 0 else 0,
                     shape=shape,  # type: ignore[arg-type]
                 ))
+    if cfg.kind == "interaction":
+        from lmi_distributed.engine.interaction import split_tasks
+
+        out += split_tasks(cfg, shapes)
     return out
 
 
@@ -128,7 +132,12 @@ def plan_study(cfg: StudyConfig, shape_fn: Callable[[str, str], Shape] | None = 
     pairs = cfg.pair_list()
     shapes = {p: tuple(shape_fn(*p)) if shape_fn else (0, 0, 0) for p in pairs}
     tasks = make_tasks(cfg, shapes)  # type: ignore[arg-type]
-    return Plan(cfg.name, tasks, make_batches(tasks, cfg.resources.pairs_per_batch), pairs, shapes)  # type: ignore[arg-type]
+    batches = make_batches([t for t in tasks if t.kind != "split"], cfg.resources.pairs_per_batch)
+    if cfg.kind == "interaction":
+        from lmi_distributed.engine.interaction import split_batches
+
+        batches += split_batches(tasks)
+    return Plan(cfg.name, tasks, batches, pairs, shapes)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------- cost
@@ -183,6 +192,9 @@ def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu:
              f"  observed tasks: {plan.n_observed}, shuffle tasks: {plan.n_shuffle}, "
              f"latent permutations per observed task: {cfg.nulls.latent_permutations}",
              f"  batches: {len(plan.batches)} (up to {cfg.resources.pairs_per_batch} tasks each)"]
+    n_split = sum(t.kind == "split" for t in plan.tasks)
+    if n_split:  # kind interaction
+        lines.insert(1, f"  + {n_split} held-out prediction split(s), one batch each (kind interaction)")
     by_shape: "OrderedDict[Shape, list[Batch]]" = OrderedDict()
     for b in plan.batches:
         by_shape.setdefault(b.shape, []).append(b)

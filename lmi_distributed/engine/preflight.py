@@ -158,6 +158,10 @@ def _demo_problems(cfg: StudyConfig, info: PreflightInfo) -> list[str]:
     if dm.kind == "lineage":  # the synthetic lineage store (engine/lineage.py)
         from lmi_distributed.engine.lineage import lineage_demo_problems
         return lineage_demo_problems(cfg, info)
+    if dm.kind == "proteome":  # the interaction workflow's synthetic proteome (engine/interaction.py)
+        from lmi_distributed.engine.interaction import proteome_demo_problems
+
+        return proteome_demo_problems(cfg, info)
     names = [f"X{i}" for i in range(dm.t)]
     errs: list[str] = []
     for i, v in enumerate(cfg.variables):
@@ -230,6 +234,10 @@ def check_study(cfg: StudyConfig, *, data: bool = True, output: bool = True) -> 
     errs = _settings_problems(cfg) + _paths_problems(cfg, store_path, out_dir, output)
     if data:
         errs += _data_problems(cfg, store_path, info)
+        if cfg.kind == "interaction" and info.store_exists:
+            from lmi_distributed.engine.interaction import interaction_problems
+
+            errs += interaction_problems(cfg, info)
     return errs, info
 
 

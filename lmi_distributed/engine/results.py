@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
@@ -597,7 +596,6 @@ class ResultStore:
     def _drop_keys(self, keys: set[str]) -> None:
         """Rewrite the parts holding ``keys`` without them (new part first, then the old removed)."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         for p, t in self.good_parts():
             held = set(t.column("key").to_pylist()) & keys

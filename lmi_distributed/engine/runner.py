@@ -65,7 +65,8 @@ def prepare_study(cfg: StudyConfig, *, overwrite: bool = False, create_store: bo
     results = ResultStore(out_dir)
     resuming = results.init(cfg, overwrite=overwrite, identity=identity, log=log)
     save = cfg.output.save_pmi
-    pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")]
+    pmi_keys = [t.key for t in plan.tasks if save == "all" or (save == "observed" and t.kind == "observed")
+                or t.kind == "split"]  # a split's scores are its result
     attribution_keys = [t.key for t in plan.tasks if t.kind == "observed"] if cfg.estimator.attribution else []
     results.repair(pmi_keys, batch_keys={b.batch_id: [t.key for t in b.tasks] for b in plan.batches},
                    attribution_keys=attribution_keys, log=log)

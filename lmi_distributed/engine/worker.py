@@ -92,6 +92,11 @@ def execute_batch(
     tasks: list[Task] = list(batch.tasks)
     if not tasks:
         return []
+    if tasks[0].kind == "split":  # kind interaction: held-out prediction (engine/interaction.py)
+        from lmi_distributed.engine.interaction import execute_split_batch
+
+        return execute_split_batch(batch, cfg, store_path, out_dir, device=device, variables=variables,
+                                   worker=worker, attempt=attempt, write=write, on_trained=on_trained)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     store = open_store_cached(store_path)
     needed = sorted({t.x for t in tasks} | {t.y for t in tasks})
