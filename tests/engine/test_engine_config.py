@@ -114,3 +114,14 @@ def test_fingerprint_tracks_numbers_not_resources():
     assert parse_study(raw).fingerprint() == a.fingerprint()
     raw["seed"] = 1
     assert parse_study(raw).fingerprint() != a.fingerprint()
+
+
+def test_new_optional_settings_leave_existing_fingerprints_alone():
+    """A study written before the workflows existed resumes: the demo's fingerprint is the one
+    its study.json recorded then (82a76b3), and turning attribution on changes no task's number,
+    so it keeps the fingerprint (resume recomputes only the tasks without arrays)."""
+    cfg = load_study(ROOT / "configs" / "demo.yaml")
+    assert cfg.fingerprint() == "1edc4039d35781eae44a"
+    assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.attribution=true"]).fingerprint() == \
+        cfg.fingerprint()
+    assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.lr=0.002"]).fingerprint() != cfg.fingerprint()
