@@ -45,6 +45,9 @@ SHORT_COLS = 128
 #: the list rank at which the sparser side (the one to read) is chosen
 MRANK = 32
 
+#: block length of the per-point summaries (8 float64 = one cache line)
+_G = 8
+
 
 if HAVE_NUMBA:
     nb = _tree._nb
@@ -68,6 +71,15 @@ if HAVE_NUMBA:
                 out[a, j] = m
             out[a, i] = np.inf  # self excluded by index: sorts last, dropped
         return out
+
+    @nb.njit(inline="always", boundscheck=False)
+    def _cheb(a, b):  # pragma: no cover - jitted
+        # Chebyshev distance of the 1-D rows a and b, without data-dependent branches (short
+        # rows: a full pass beats the early exit's mispredictions); max is exact in any order
+        m = 0.0
+        for c in range(a.shape[0]):
+            m = max(m, abs(a[c] - b[c]))
+        return m
 
     @nb.njit(inline="always", boundscheck=False)
     def _below(srow, t0, t1, r):  # pragma: no cover - jitted
@@ -96,12 +108,17 @@ if HAVE_NUMBA:
         return _below(srow, lo, hi, r)
 
     @nb.njit(inline="always", boundscheck=False)
-    def _count_lt(short, full, pts, q, r):  # pragma: no cover - jitted
-        # #{j != q: cheb(pts[j], pts[q]) < r} from q's sorted distances: the short prefix
-        # (cache-resident), then the longer list, then (truncated lists) brute force
+    def _count_lt(skip, short, full, pts, q, r):  # pragma: no cover - jitted
+        # #{j != q: cheb(pts[j], pts[q]) < r} from q's sorted distances: the block summary
+        # skip[b] = short[G*b + G - 1] (cache-resident) picks one block of G entries of the
+        # short prefix; beyond it the longer list, then (truncated lists) brute force
+        nq = skip.shape[0]
+        for b in range(nq):
+            if skip[b] >= r:
+                return _below(short, b * _G, b * _G + _G, r)
         ls = short.shape[0]
         if short[ls - 1] >= r:
-            return _gallop(short, 0, r)
+            return _below(short, nq * _G, ls, r)
         lf = full.shape[0]
         c = _below(full, ls, lf, r)
         n = pts.shape[0]
@@ -114,8 +131,10 @@ if HAVE_NUMBA:
         return cnt
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def _permuted_counts(x, y, sx, ox, sy, oy, fsx, fox, fsy, foy, perms, kth, mrank):  # pragma: no cover
-        # sx/ox, sy/oy: the short prefixes (N, Ls) of the lists fsx/fox, fsy/foy (N, L)
+    def _permuted_counts(x, y, sx, ox, sy, oy, fsx, fox, fsy, foy, kx_, ky_, perms, kth,
+                         mq):  # pragma: no cover
+        # sx/ox, sy/oy: the short prefixes (N, Ls) of the lists fsx/fox, fsy/foy (N, L);
+        # kx_, ky_: their block summaries (N, Ls // G); mq < 0: no summary to choose with
         nperm = perms.shape[0]
         n = x.shape[0]
         ls = sx.shape[1]
@@ -144,14 +163,14 @@ if HAVE_NUMBA:
                     j = ox[i, t]
                     stamp[j] = i
                     cur = best[kth - 1]
-                    dist = max(sx[i, t], _cheb_below(yp[j], yp[i], cur))
+                    dist = max(sx[i, t], _cheb(yp[j], yp[i]))
                     if dist < cur:
                         _insert_best(best, dist)
                 cur = best[kth - 1]
                 # then read the one list with fewer entries below the current radius; it stops
                 # at its first entry >= the (falling) radius: every unread j has D >= radius
                 # (the sparser side at rank m has fewer points within any radius below there)
-                use_x = sx[i, mrank] >= sy[pi, mrank]
+                use_x = mq < 0 or kx_[i, mq] >= ky_[pi, mq]
                 if use_x:
                     srow = sx[i]
                     orow = ox[i]
@@ -181,9 +200,9 @@ if HAVE_NUMBA:
                         continue
                     stamp[j] = i
                     if use_x:
-                        dist = max(dd, _cheb_below(yp[j], yp[i], cur))
+                        dist = max(dd, _cheb(yp[j], yp[i]))
                     else:
-                        dist = max(dd, _cheb_below(x[j], x[i], cur))
+                        dist = max(dd, _cheb(x[j], x[i]))
                     if dist < cur:
                         _insert_best(best, dist)
                         cur = best[kth - 1]
@@ -212,13 +231,13 @@ if HAVE_NUMBA:
                         t -= 1
                     if use_x:
                         nx_out[b, i] = t
-                        ny_out[b, i] = _count_lt(sy[pi], fsy[pi], y, pi, eps)
+                        ny_out[b, i] = _count_lt(ky_[pi], sy[pi], fsy[pi], y, pi, eps)
                     else:
                         ny_out[b, i] = t
-                        nx_out[b, i] = _count_lt(sx[i], fsx[i], x, i, eps)
+                        nx_out[b, i] = _count_lt(kx_[i], sx[i], fsx[i], x, i, eps)
                 else:
-                    nx_out[b, i] = _count_lt(sx[i], fsx[i], x, i, eps)
-                    ny_out[b, i] = _count_lt(sy[pi], fsy[pi], y, pi, eps)
+                    nx_out[b, i] = _count_lt(kx_[i], sx[i], fsx[i], x, i, eps)
+                    ny_out[b, i] = _count_lt(ky_[pi], sy[pi], fsy[pi], y, pi, eps)
         return nx_out, ny_out
 
 
@@ -246,6 +265,8 @@ class MarginalLists:
         ls = min(ncols, SHORT_COLS)
         self.short_dist = np.ascontiguousarray(self.dist[:, :ls])
         self.short_idx = np.ascontiguousarray(self.idx[:, :ls])
+        #: (N, Ls // G) block summary: the last distance of every block of G short entries
+        self.skip = np.ascontiguousarray(self.short_dist[:, _G - 1:(ls // _G) * _G:_G])
 
 
 def list_columns(n: int, budget: int = LIST_BYTES) -> int:
@@ -276,5 +297,5 @@ def permuted_counts(x: np.ndarray, y: np.ndarray, perms: np.ndarray, kth: int, *
     if lx.dist.shape[1] != ly.dist.shape[1] or lx.short_dist.shape[1] != ly.short_dist.shape[1]:
         raise ValueError("the x and y lists must have the same numbers of columns")
     return _permuted_counts(x, y, lx.short_dist, lx.short_idx, ly.short_dist, ly.short_idx,
-                            lx.dist, lx.idx, ly.dist, ly.idx, perms, int(kth),
-                            min(lx.short_dist.shape[1] - 1, MRANK))
+                            lx.dist, lx.idx, ly.dist, ly.idx, lx.skip, ly.skip, perms, int(kth),
+                            min(lx.skip.shape[1], MRANK // _G) - 1)
