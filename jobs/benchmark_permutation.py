@@ -18,7 +18,7 @@ imports and numba compilation (a warm-up call runs first). The machine may be sh
 average before and after each N is recorded. Prints a table, writes JSON (default
 ``jobs/results/benchmark_permutation.json``).
 
-    nice -n 5 python jobs/benchmark_permutation.py --sizes 500 1000 2000 5000 --threads 2
+    nice -n 5 python jobs/benchmark_permutation.py --sizes 500 1000 2000 5000 --permutations 1000 --threads 2
 """
 
 from __future__ import annotations
@@ -72,12 +72,12 @@ def timed(fn):
     return time.perf_counter() - t, time.process_time() - c, out
 
 
-def run_latentmi(x: np.ndarray, y: np.ndarray, perms: np.ndarray) -> dict:
+def run_latentmi(x: np.ndarray, y: np.ndarray, perms: np.ndarray, python: Path) -> dict:
     with tempfile.TemporaryDirectory() as d:
         np.save(Path(d) / "x.npy", x)
         np.save(Path(d) / "y.npy", y)
         np.save(Path(d) / "perms.npy", perms)
-        res = subprocess.run([str(LATENTMI_PY), "-c", _LATENTMI_SCRIPT, d],
+        res = subprocess.run([str(python), "-c", _LATENTMI_SCRIPT, d],
                              capture_output=True, text=True, timeout=3600)
         if res.returncode != 0:
             raise RuntimeError(f"latentmi subprocess failed:\n{res.stderr}")
@@ -87,13 +87,15 @@ def run_latentmi(x: np.ndarray, y: np.ndarray, perms: np.ndarray) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="latent permutation null: permutations/s")
     ap.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000, 5000])
-    ap.add_argument("--permutations", type=int, default=300, help="for method='lists'")
+    ap.add_argument("--permutations", type=int, default=1000, help="for method='lists'")
     ap.add_argument("--loop-permutations", type=int, default=20, help="for method='loop'")
     ap.add_argument("--latentmi-permutations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="numba threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_permutation.json"))
     ap.add_argument("--no-latentmi", action="store_true")
+    ap.add_argument("--latentmi-python", default=str(LATENTMI_PY),
+                    help="python of the latentmi venv (jobs/setup_latentmi_venv.sh)")
     args = ap.parse_args(argv)
     if not tree.HAVE_NUMBA:
         print("numba is not installed: method='lists' cannot run", file=sys.stderr)
@@ -101,7 +103,8 @@ def main(argv=None) -> int:
     import numba
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    have_latentmi = LATENTMI_PY.exists() and not args.no_latentmi
+    latentmi_py = Path(args.latentmi_python)
+    have_latentmi = latentmi_py.exists() and not args.no_latentmi
     if not have_latentmi:
         print("latentmi venv not found (or --no-latentmi): timing ours only", file=sys.stderr)
     wx, wy = gaussian_latents(300)
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
                    speedup_vs_loop=row["lists_per_s"] / (bl / wall))
         if have_latentmi:
             bm = min(args.latentmi_permutations, b)
-            lm = run_latentmi(x, y, draw_permutations(n, bm, args.seed))
+            lm = run_latentmi(x, y, draw_permutations(n, bm, args.seed), latentmi_py)
             row.update(latentmi_permutations=bm, latentmi_s=lm["seconds"],
                        latentmi_per_s=bm / lm["seconds"],
                        latentmi_per_cpu_s=bm / lm["cpu_seconds"],
@@ -153,7 +156,8 @@ def main(argv=None) -> int:
     print("  ".join(c[1].rjust(w) for c, w in zip(cols, widths)))
     for x in cells:
         print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
-    meta = {"cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+    meta = {"uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
             "permutations": args.permutations, "seed": args.seed,
             "note": "noise off; rates with set-up included unless 'after_setup'; shared machine: "
                     "see load averages"}
