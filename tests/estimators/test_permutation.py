@@ -135,6 +135,7 @@ def _brute_counts(x, y, k):
 
 
 @pytest.mark.parametrize("n,k,seed,dx,dy", [
+    (5, 3, 8, 1, 1), (12, 4, 9, 2, 1),  # lists shorter than one summary block
     (40, 1, 0, 1, 1), (150, 3, 1, 3, 2), (333, 3, 2, 8, 8), (500, 5, 3, 4, 6), (700, 2, 4, 1, 5)])
 def test_lists_equal_loop_bit_for_bit(n, k, seed, dx, dy):
     rng = np.random.default_rng(seed)
