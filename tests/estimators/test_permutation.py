@@ -204,9 +204,16 @@ def test_result_null_unchanged_by_the_lists(monkeypatch):
     "auto" picks the lists or the per-permutation loop."""
     import lmi_distributed.estimators.permutation as perm
 
+    from lmi_distributed.estimators.neighbors import permuted
+
     res = _fitted(ksg_noise=1e-10)
-    fast = perm.result_latent_null(res, n_permutations=6, seed=4)
+    calls = []
+    real = permuted.permuted_counts
+    monkeypatch.setattr(permuted, "permuted_counts", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    fast = perm.result_latent_null(res, n_permutations=20, seed=4)
+    assert calls == [1]  # "auto" took the lists (N = 100, 20 permutations)
     monkeypatch.setattr(perm, "LISTS_MAX_N", 0)  # "auto" now takes the loop
-    slow = perm.result_latent_null(res, n_permutations=6, seed=4)
+    slow = perm.result_latent_null(res, n_permutations=20, seed=4)
+    assert calls == [1]
     assert np.isfinite(fast).all()
     np.testing.assert_array_equal(fast, slow)

@@ -259,7 +259,12 @@ class MarginalLists:
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
             rows = _distance_rows(self.pts, r0, r1)
-            order = np.argsort(rows, axis=1)[:, :ncols]
+            if ncols < n - 1:  # truncated: the ncols smallest (a valid sorted prefix, ties too)
+                order = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
+                order = np.take_along_axis(
+                    order, np.argsort(np.take_along_axis(rows, order, axis=1), axis=1), axis=1)
+            else:
+                order = np.argsort(rows, axis=1)[:, :ncols]
             self.idx[r0:r1] = order
             self.dist[r0:r1] = np.take_along_axis(rows, order, axis=1)
         ls = min(ncols, SHORT_COLS)
