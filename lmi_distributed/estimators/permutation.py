@@ -8,8 +8,13 @@ null sample in order (see ``draw_permutations``), so every backend sees the same
 and returns the same numbers.
 
 What does not change under permutation is reused:
-- "tree" (CPU): the x-side structures are rebuilt per permutation by the tree backend (cheap
-  relative to the queries); each permutation is one exact KSG on (zx, zy[π]).
+- "tree" (CPU), ``method="lists"`` (the default where numba is installed): every point's
+  marginal neighbours, sorted by distance, are computed once per space
+  (``neighbors.permuted.MarginalLists``); a permutation then reads, per row, one sorted list
+  until the joint k-th radius is certain and counts with binary searches
+  (``neighbors.permuted.permuted_counts``). Same float64 distances, same strict counts: the
+  nulls are bit-identical to ``method="loop"``, one exact tree-backend KSG on (zx, zy[π]) per
+  permutation (today's path before the lists; kept as the reference and the no-numba path).
 - "tiled" (numpy or CuPy arrays): the marginal Chebyshev distance matrices Dx and Dy are computed
   once; permutation π then only needs the joint k-th distance of row i,
   k-th smallest of max(Dx[i, :], Dy[π(i), π(:)]), and counts from the precomputed rows
@@ -26,10 +31,19 @@ from lmi_distributed.estimators.ksg import _check_k, _check_pair, pmi_from_count
 from lmi_distributed.estimators import device
 from lmi_distributed.estimators.neighbors import array_namespace, knn_counts
 
-__all__ = ["latent_permutation_null", "result_latent_null", "draw_permutations", "PRECOMPUTE_MAX_N"]
+__all__ = ["latent_permutation_null", "result_latent_null", "draw_permutations", "PRECOMPUTE_MAX_N",
+           "LISTS_MAX_N", "METHODS"]
 
 #: the "tiled" path keeps two (N, N) float64 matrices; above this N it tiles per permutation
 PRECOMPUTE_MAX_N = 4096
+
+#: method="auto" uses the sorted lists up to this N (their O(N^2 log N) set-up, once per null,
+#: and their memory, ``neighbors.permuted.LIST_BYTES``, stay modest); above, one KSG per π
+LISTS_MAX_N = 20000
+
+#: ... and from this many permutations (at least N / 500): below, the set-up costs more than it
+#: saves (measured break-even: ~7 permutations at N = 1000, ~15 at N = 5000)
+LISTS_MIN_PERMUTATIONS = 16
 
 
 def draw_permutations(n: int, n_permutations: int, seed: int) -> np.ndarray:
@@ -38,6 +52,23 @@ def draw_permutations(n: int, n_permutations: int, seed: int) -> np.ndarray:
     out = np.empty((n_permutations, n), dtype=np.int64)
     for b in range(n_permutations):
         out[b] = rng.permutation(n)
+    return out
+
+
+def _null_lists(x, y, perms, k):
+    """Sorted-marginal-list path (numba): same counts as ``_null_tree``, so the same nulls."""
+    from lmi_distributed.estimators.neighbors import permuted, tree
+
+    n = x.shape[0]
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    cols = permuted.list_columns(n)
+    with tree._NUMBA_LOCK:  # one caller at a time in numba's workqueue layer, as tree does
+        lists = (permuted.MarginalLists(x, cols), permuted.MarginalLists(y, cols))
+        nx, ny = permuted.permuted_counts(x, y, perms, k, lists=lists)
+    out = np.empty(perms.shape[0], dtype=np.float64)
+    for b in range(perms.shape[0]):  # row by row, exactly as _null_tree sums
+        out[b] = float(np.mean(pmi_from_counts(k, n, nx[b] + 1, ny[b] + 1)))
     return out
 
 
@@ -102,8 +133,13 @@ def _ties_possible(x, y, k: int) -> str:
     return ""
 
 
+#: ``method`` values of :func:`latent_permutation_null` (CPU "tree" backend only)
+METHODS = ("auto", "lists", "loop")
+
+
 def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 3,
-                            backend: str = "auto", ties: str = "raise") -> np.ndarray:
+                            backend: str = "auto", ties: str = "raise",
+                            method: str = "auto") -> np.ndarray:
     """Null distribution of KSG MI under row permutations of ``zy``, in bits.
 
     zx (N, dx), zy (N, dy): held-out latents (numpy or cupy). n_permutations: B >= 0.
@@ -111,6 +147,10 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
     ("cupy" for CuPy inputs when a GPU is usable, else "tree"), "tree", "tiled" or "cupy".
     ties: "raise" (default): InputError when a permutation could create zero-distance joint ties
     (both sides have a row repeated more than k times); "allow": compute regardless.
+    method (CPU "tree" backend): "lists" (sorted marginal lists computed once, numba), "loop"
+    (one tree-backend KSG per permutation) or "auto" ("lists" where numba is installed,
+    N <= ``LISTS_MAX_N`` and B >= max(``LISTS_MIN_PERMUTATIONS``, N / 500), else "loop"); all
+    give bit-identical nulls.
     Returns (B,) float64: MI in bits of (zx, zy[π_b]) for each permutation π_b.
     """
     k = _check_k(k)
@@ -127,6 +167,8 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
         raise InputError(f"KSG needs more samples than k: got N={n} with k={k}")
     if backend not in ("auto", "tree", "tiled", "cupy"):
         raise InputError(f"unknown KSG backend {backend!r}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
     why = _ties_possible(x, y, k) if ties == "raise" and n_permutations > 0 else ""
     if why:
         raise InputError(why)
@@ -144,6 +186,13 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
         return cupy_kernels.permutation_null(x, y, perms, k=k, dtype="float64")
     if backend == "tiled":
         return _null_tiled(x, y, perms, k)
+    from lmi_distributed.estimators.neighbors import permuted
+
+    if method == "lists" and not permuted.HAVE_NUMBA:
+        raise InputError("method='lists' needs numba; use method='loop'")
+    if method == "lists" or (method == "auto" and permuted.HAVE_NUMBA and n <= LISTS_MAX_N
+                             and n_permutations >= max(LISTS_MIN_PERMUTATIONS, n // 500)):
+        return _null_lists(_host(x), _host(y), perms, k)
     return _null_tree(_host(x), _host(y), perms, k)
 
 

@@ -120,3 +120,100 @@ def test_permutations_that_could_tie_are_refused():
     assert latent_permutation_null(x, y, n_permutations=3, seed=0, ties="allow").shape == (3,)
     yc = rng.normal(size=(100, 2))
     assert np.isfinite(latent_permutation_null(x, yc, n_permutations=3, seed=0)).all()
+
+
+# -- the sorted-marginal-list path (method="lists") against the per-permutation KSG loop ---------
+def _brute_counts(x, y, k):
+    """Reference KSG counts by full (N, N) Chebyshev matrices: eps = k-th smallest joint distance
+    (self excluded by index), strict marginal counts."""
+    dx = np.abs(x[:, None, :] - x[None, :, :]).max(axis=2)
+    dy = np.abs(y[:, None, :] - y[None, :, :]).max(axis=2)
+    np.fill_diagonal(dx, np.inf)
+    np.fill_diagonal(dy, np.inf)
+    eps = np.partition(np.maximum(dx, dy), k - 1, axis=1)[:, k - 1]
+    return (dx < eps[:, None]).sum(axis=1), (dy < eps[:, None]).sum(axis=1)
+
+
+@pytest.mark.parametrize("n,k,seed,dx,dy", [
+    (5, 3, 8, 1, 1), (12, 4, 9, 2, 1),  # lists shorter than one summary block
+    (40, 1, 0, 1, 1), (150, 3, 1, 3, 2), (333, 3, 2, 8, 8), (500, 5, 3, 4, 6), (700, 2, 4, 1, 5)])
+def test_lists_equal_loop_bit_for_bit(n, k, seed, dx, dy):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dx))
+    y = 0.7 * x[:, :1] + rng.standard_normal((n, dy))
+    fast = latent_permutation_null(x, y, n_permutations=7, seed=seed, k=k, method="lists")
+    slow = latent_permutation_null(x, y, n_permutations=7, seed=seed, k=k, method="loop")
+    np.testing.assert_array_equal(fast, slow)  # identical: same distances, counts and sums
+    assert np.array_equal(fast, latent_permutation_null(x, y, n_permutations=7, seed=seed, k=k))
+
+
+@pytest.mark.parametrize("decimals", [0, 1])
+def test_lists_equal_loop_with_ties(decimals):
+    """Rounded coordinates: many equal marginal and joint distances (tie order in the sorted
+    lists must not matter), and with decimals=0 also duplicate rows (ties='allow')."""
+    rng = np.random.default_rng(5)
+    x = np.round(rng.standard_normal((400, 2)), decimals)
+    y = np.round(0.5 * x + rng.standard_normal((400, 2)), decimals)
+    kw = dict(n_permutations=6, seed=9, ties="allow")
+    np.testing.assert_array_equal(latent_permutation_null(x, y, method="lists", **kw),
+                                  latent_permutation_null(x, y, method="loop", **kw))
+
+
+def test_lists_equal_loop_with_jitter_and_duplicates():
+    """Duplicate rows broken by the seeded KSG jitter (as result_latent_null does)."""
+    from lmi_distributed.estimators.ksg import add_noise
+
+    rng = np.random.default_rng(6)
+    x = np.repeat(rng.standard_normal((60, 8)), 5, axis=0)
+    y = np.repeat(rng.standard_normal((60, 8)), 5, axis=0)[rng.permutation(300)]
+    x, y = add_noise([x, y], 1e-10, 17)
+    a = latent_permutation_null(x, y, n_permutations=5, seed=1, method="lists")
+    b = latent_permutation_null(x, y, n_permutations=5, seed=1, method="loop")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_permuted_counts_equal_brute_force_and_truncated_lists(monkeypatch):
+    """Counts equal a brute-force reference; truncated lists (short prefix of 4, lists of 12
+    columns) take the long-list and brute-force fallbacks and still give the same counts."""
+    from lmi_distributed.estimators.neighbors import permuted
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((200, 3))
+    y = np.round(0.6 * x[:, :2] + rng.standard_normal((200, 2)), 1)
+    perms = draw_permutations(200, 4, 2)
+    nx, ny = permuted.permuted_counts(x, y, perms, 3)
+    for b, p in enumerate(perms):
+        ex, ey = _brute_counts(x, y[p], 3)
+        np.testing.assert_array_equal(nx[b], ex)
+        np.testing.assert_array_equal(ny[b], ey)
+    monkeypatch.setattr(permuted, "SHORT_COLS", 4)
+    for cols in (12, 60, 199):
+        tx, ty = permuted.permuted_counts(x, y, perms, 3, ncols=cols)
+        np.testing.assert_array_equal(tx, nx)
+        np.testing.assert_array_equal(ty, ny)
+
+
+def test_method_validation():
+    x, y = data(50, 0, 0.5)
+    with pytest.raises(InputError, match="method must be one of"):
+        latent_permutation_null(x, y, n_permutations=2, seed=0, method="fast")
+
+
+def test_result_null_unchanged_by_the_lists(monkeypatch):
+    """The engine's call (result_latent_null, default settings) gives the same null whether
+    "auto" picks the lists or the per-permutation loop."""
+    import lmi_distributed.estimators.permutation as perm
+
+    from lmi_distributed.estimators.neighbors import permuted
+
+    res = _fitted(ksg_noise=1e-10)
+    calls = []
+    real = permuted.permuted_counts
+    monkeypatch.setattr(permuted, "permuted_counts", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    fast = perm.result_latent_null(res, n_permutations=20, seed=4)
+    assert calls == [1]  # "auto" took the lists (N = 100, 20 permutations)
+    monkeypatch.setattr(perm, "LISTS_MAX_N", 0)  # "auto" now takes the loop
+    slow = perm.result_latent_null(res, n_permutations=20, seed=4)
+    assert calls == [1]
+    assert np.isfinite(fast).all()
+    np.testing.assert_array_equal(fast, slow)

@@ -1,0 +1,306 @@
+"""Exact KSG counts of (x, y[π]) for many row permutations π, from sorted marginal lists.
+
+What does not change between permutations is computed once: for every point i of a marginal
+space, the other points ordered by their Chebyshev distance to i, with those distances
+(``MarginalLists``: ``dist[i, t]`` ascending, ``idx[i, t]`` the point; self excluded by index).
+Permutation π then needs, for every row i,
+
+- eps_i: the k-th smallest joint distance D_ij = max(dx(i, j), dy(π(i), π(j))), j ≠ i. Row i's
+  x list gives candidates j in ascending dx; row π(i)'s y list gives candidates l = π(j) in
+  ascending dy (j = π⁻¹(l)). The two lists are read alternately and every new candidate's D
+  computed exactly (the known side from the list, the other side from the coordinates); a
+  point not yet read from the x list has D >= dx >= the next x distance, likewise for y, so
+  as soon as the next distance of either list reaches the current k-th best, that k-th best
+  is eps_i exactly (ties included: it is the k-th smallest value of the multiset).
+- n_x,i = #{j ≠ i: dx(i, j) < eps_i}: a left binary search in row i's sorted x distances;
+  n_y,i = #{j ≠ i: dy(π(i), π(j)) < eps_i} = #{l ≠ π(i): dy(π(i), l) < eps_i}: the same in
+  row π(i)'s sorted y distances (a count needs no permuting).
+
+Every distance is ``max_c |a_c - b_c|`` in float64, as in the tree, tiled and CuPy backends
+(``|fl(a - b)| == |fl(b - a)|``, ``max`` is exact), so the radii and counts are identical to
+theirs for the same permuted data, and the nulls built from them are bit-identical.
+
+Lists longer than the memory budget are truncated to their first ``L`` entries; a row whose
+scan runs past both truncated lists, or whose count radius lies beyond its list, is done by
+brute force over all N points (same numbers, slower). Needs numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmi_distributed.estimators.neighbors import tree as _tree
+
+__all__ = ["MarginalLists", "permuted_counts", "HAVE_NUMBA", "LIST_BYTES"]
+
+HAVE_NUMBA = _tree.HAVE_NUMBA
+
+#: memory budget of the sorted lists of BOTH marginal spaces together (12 bytes per entry:
+#: float64 distance + int32 index); full lists (N - 1 per point) up to N ~ 4700
+LIST_BYTES = 512 * 2**20
+
+#: columns of the short, cache-resident copy of each list's prefix (most searches end there)
+SHORT_COLS = 128
+
+#: the list rank at which the sparser side (the one to read) is chosen
+MRANK = 32
+
+#: block length of the per-point summaries (8 float64 = one cache line)
+_G = 8
+
+
+if HAVE_NUMBA:
+    nb = _tree._nb
+    _cheb_below = _tree.cheb_below
+    _insert_best = _tree.insert_best
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def _distance_rows(pts, r0, r1):  # pragma: no cover - jitted
+        # (r1 - r0, N) Chebyshev distances of rows r0..r1-1 to all points; self set to inf
+        n = pts.shape[0]
+        d = pts.shape[1]
+        out = np.empty((r1 - r0, n), dtype=np.float64)
+        for a in nb.prange(r1 - r0):
+            i = r0 + a
+            for j in range(n):
+                m = 0.0
+                for c in range(d):
+                    t = abs(pts[j, c] - pts[i, c])
+                    if t > m:
+                        m = t
+                out[a, j] = m
+            out[a, i] = np.inf  # self excluded by index: sorts last, dropped
+        return out
+
+    @nb.njit(inline="always", boundscheck=False)
+    def _cheb(a, b):  # pragma: no cover - jitted
+        # Chebyshev distance of the 1-D rows a and b, without data-dependent branches (short
+        # rows: a full pass beats the early exit's mispredictions); max is exact in any order
+        m = 0.0
+        for c in range(a.shape[0]):
+            m = max(m, abs(a[c] - b[c]))
+        return m
+
+    @nb.njit(inline="always", boundscheck=False)
+    def _below(srow, t0, t1, r):  # pragma: no cover - jitted
+        # first position p in [t0, t1) with srow[p] >= r (srow ascending), else t1
+        lo = t0
+        hi = t1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if srow[mid] >= r:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    @nb.njit(inline="always", boundscheck=False)
+    def _gallop(srow, t0, r):  # pragma: no cover - jitted
+        # first position p >= t0 with srow[p] >= r, else len(srow); probes stay near the answer
+        n = srow.shape[0]
+        lo = t0
+        step = 1
+        hi = min(n, lo + step)
+        while hi < n and srow[hi - 1] < r:
+            lo = hi
+            step *= 2
+            hi = min(n, lo + step)
+        return _below(srow, lo, hi, r)
+
+    @nb.njit(inline="always", boundscheck=False)
+    def _count_lt(skip, short, full, pts, q, r):  # pragma: no cover - jitted
+        # #{j != q: cheb(pts[j], pts[q]) < r} from q's sorted distances: the block summary
+        # skip[b] = short[G*b + G - 1] (cache-resident) picks one block of G entries of the
+        # short prefix; beyond it the longer list, then (truncated lists) brute force
+        nq = skip.shape[0]
+        for b in range(nq):
+            if skip[b] >= r:
+                return _below(short, b * _G, b * _G + _G, r)
+        ls = short.shape[0]
+        if short[ls - 1] >= r:
+            return _below(short, nq * _G, ls, r)
+        lf = full.shape[0]
+        c = _below(full, ls, lf, r)
+        n = pts.shape[0]
+        if c < lf or lf == n - 1:
+            return c
+        cnt = 0
+        for j in range(n):
+            if j != q and _cheb_below(pts[j], pts[q], r) < r:
+                cnt += 1
+        return cnt
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def _permuted_counts(x, y, sx, ox, sy, oy, fsx, fox, fsy, foy, kx_, ky_, perms, kth,
+                         mq):  # pragma: no cover
+        # sx/ox, sy/oy: the short prefixes (N, Ls) of the lists fsx/fox, fsy/foy (N, L);
+        # kx_, ky_: their block summaries (N, Ls // G); mq < 0: no summary to choose with
+        nperm = perms.shape[0]
+        n = x.shape[0]
+        ls = sx.shape[1]
+        lf = fsx.shape[1]
+        nx_out = np.empty((nperm, n), dtype=np.int64)
+        ny_out = np.empty((nperm, n), dtype=np.int64)
+        for b in nb.prange(nperm):
+            p = perms[b]
+            pinv = np.empty(n, dtype=np.int32)
+            for i in range(n):
+                pinv[p[i]] = i
+            yp = np.empty_like(y)  # yp[j] = y[pi(j)]
+            for j in range(n):
+                for c in range(y.shape[1]):
+                    yp[j, c] = y[p[j], c]
+            stamp = np.full(n, -1, dtype=np.int32)
+            best = np.empty(kth, dtype=np.float64)
+            for i in range(n):
+                pi = p[i]
+                stamp[i] = i
+                # seed: the first kth entries of i's x list (every j there has its exact D)
+                for t in range(kth):
+                    best[t] = np.inf
+                kx = min(kth, ls)
+                for t in range(kx):
+                    j = ox[i, t]
+                    stamp[j] = i
+                    cur = best[kth - 1]
+                    dist = max(sx[i, t], _cheb(yp[j], yp[i]))
+                    if dist < cur:
+                        _insert_best(best, dist)
+                cur = best[kth - 1]
+                # then read the one list with fewer entries below the current radius; it stops
+                # at its first entry >= the (falling) radius: every unread j has D >= radius
+                # (the sparser side at rank m has fewer points within any radius below there)
+                use_x = mq < 0 or kx_[i, mq] >= ky_[pi, mq]
+                if use_x:
+                    srow = sx[i]
+                    orow = ox[i]
+                    frow = fsx[i]
+                    forow = fox[i]
+                    t = kx
+                else:
+                    srow = sy[pi]
+                    orow = oy[pi]
+                    frow = fsy[pi]
+                    forow = foy[pi]
+                    t = 0
+                stopped = False
+                while t < lf:
+                    if t < ls:
+                        dd = srow[t]
+                        jj = orow[t]
+                    else:
+                        dd = frow[t]
+                        jj = forow[t]
+                    if dd >= cur:
+                        stopped = True
+                        break
+                    j = jj if use_x else pinv[jj]
+                    t += 1
+                    if stamp[j] == i:
+                        continue
+                    stamp[j] = i
+                    if use_x:
+                        dist = max(dd, _cheb(yp[j], yp[i]))
+                    else:
+                        dist = max(dd, _cheb(x[j], x[i]))
+                    if dist < cur:
+                        _insert_best(best, dist)
+                        cur = best[kth - 1]
+                if not stopped and lf < n - 1:
+                    # a truncated list read below the radius: brute force over all j
+                    for t in range(kth):
+                        best[t] = np.inf
+                    for j in range(n):
+                        if j == i:
+                            continue
+                        c0 = best[kth - 1]
+                        dist = _cheb_below(x[j], x[i], c0)
+                        if dist < c0:
+                            dist = max(dist, _cheb_below(yp[j], yp[i], c0))
+                            if dist < c0:
+                                _insert_best(best, dist)
+                    t = 0
+                eps = best[kth - 1]
+                if not eps > 0:
+                    nx_out[b, i] = 0
+                    ny_out[b, i] = 0
+                    continue
+                # the list read holds exactly its first t' entries below eps, t' <= t
+                if t > 0:
+                    while t > 0 and (srow[t - 1] if t <= ls else frow[t - 1]) >= eps:
+                        t -= 1
+                    if use_x:
+                        nx_out[b, i] = t
+                        ny_out[b, i] = _count_lt(ky_[pi], sy[pi], fsy[pi], y, pi, eps)
+                    else:
+                        ny_out[b, i] = t
+                        nx_out[b, i] = _count_lt(kx_[i], sx[i], fsx[i], x, i, eps)
+                else:
+                    nx_out[b, i] = _count_lt(kx_[i], sx[i], fsx[i], x, i, eps)
+                    ny_out[b, i] = _count_lt(ky_[pi], sy[pi], fsy[pi], y, pi, eps)
+        return nx_out, ny_out
+
+
+class MarginalLists:
+    """Each point's other points sorted by Chebyshev distance, in float64.
+
+    pts (N, d) float64. ``dist`` (N, L) float64 ascending per row, ``idx`` (N, L) int32 the
+    points (self excluded by index; equal distances in index order). L = N − 1 unless
+    ``ncols`` truncates the lists.
+    """
+
+    def __init__(self, pts: np.ndarray, ncols: int | None = None):
+        self.pts = np.ascontiguousarray(pts, dtype=np.float64)
+        n = self.pts.shape[0]
+        ncols = n - 1 if ncols is None else int(min(max(ncols, 1), n - 1))
+        self.dist = np.empty((n, ncols), dtype=np.float64)
+        self.idx = np.empty((n, ncols), dtype=np.int32)
+        step = max(1, (1 << 23) // max(n, 1))  # rows per block: ~64 MB of distances
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            rows = _distance_rows(self.pts, r0, r1)
+            if ncols < n - 1:  # truncated: the ncols smallest (a valid sorted prefix, ties too)
+                order = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
+                order = np.take_along_axis(
+                    order, np.argsort(np.take_along_axis(rows, order, axis=1), axis=1), axis=1)
+            else:
+                order = np.argsort(rows, axis=1)[:, :ncols]
+            self.idx[r0:r1] = order
+            self.dist[r0:r1] = np.take_along_axis(rows, order, axis=1)
+        ls = min(ncols, SHORT_COLS)
+        self.short_dist = np.ascontiguousarray(self.dist[:, :ls])
+        self.short_idx = np.ascontiguousarray(self.idx[:, :ls])
+        #: (N, Ls // G) block summary: the last distance of every block of G short entries
+        self.skip = np.ascontiguousarray(self.short_dist[:, _G - 1:(ls // _G) * _G:_G])
+
+
+def list_columns(n: int, budget: int = LIST_BYTES) -> int:
+    """Columns L of the two spaces' lists within ``budget`` bytes: N − 1, or fewer."""
+    return int(max(1, min(n - 1, budget // (2 * 12 * max(n, 1)))))
+
+
+def permuted_counts(x: np.ndarray, y: np.ndarray, perms: np.ndarray, kth: int, *,
+                    lists: tuple[MarginalLists, MarginalLists] | None = None,
+                    ncols: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Strict KSG counts of (x, y[π_b]) for every row π_b of ``perms``.
+
+    x (N, dx), y (N, dy) float64; perms (B, N) integer, each row a permutation of 0..N−1;
+    kth >= 1 with N > kth. ``lists``: precomputed ``(MarginalLists(x), MarginalLists(y))``
+    (built here otherwise, with ``ncols`` columns, default :func:`list_columns`).
+    Returns ``nx``, ``ny`` (B, N) int64: n_x,i and n_y,i of KSG on (x, y[π_b]) (see the module
+    docstring), identical to ``knn_counts(x, y[π_b], kth=kth)[1:]``.
+    """
+    if not HAVE_NUMBA:
+        raise RuntimeError("numba is not installed; the sorted-list permutation path needs it")
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    perms = np.ascontiguousarray(perms, dtype=np.int64)
+    if lists is None:
+        cols = list_columns(x.shape[0]) if ncols is None else ncols
+        lists = (MarginalLists(x, cols), MarginalLists(y, cols))
+    lx, ly = lists
+    if lx.dist.shape[1] != ly.dist.shape[1] or lx.short_dist.shape[1] != ly.short_dist.shape[1]:
+        raise ValueError("the x and y lists must have the same numbers of columns")
+    return _permuted_counts(x, y, lx.short_dist, lx.short_idx, ly.short_dist, ly.short_idx,
+                            lx.dist, lx.idx, ly.dist, ly.idx, lx.skip, ly.skip, perms, int(kth),
+                            min(lx.skip.shape[1], MRANK // _G) - 1)
