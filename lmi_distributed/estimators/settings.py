@@ -86,6 +86,11 @@ class SettingsFields(BaseModel):
         "float32", description="training matmuls; tf32/bf16 are faster on GPUs (docs/estimator.md)")
     num_threads: Optional[Int] = Field(None, ge=1, description="torch CPU threads; None: leave torch's setting")
     restore_best: bool = Field(True, description="False: keep the last epoch's weights (latentmi's effective behaviour)")
+    # -- beyond the paper (issue 11); the defaults keep the paper's estimator exactly --------------
+    contrastive_weight: Real = Field(
+        0.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
+                               "loss (estimators.contrastive); 0: the paper's loss")
+    contrastive_temperature: Real = Field(0.1, gt=0, description="temperature of the InfoNCE cosine critic")
 
     @field_validator("device")
     @classmethod

@@ -120,6 +120,12 @@ def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> to
     return (sse / denom).sum(dim=1)
 
 
+def _val_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, aux_loss: Callable | None) -> torch.Tensor:
+    """:func:`held_out_loss` plus ``aux_loss.held_out`` when an auxiliary term is given. (P,) float64."""
+    val = held_out_loss(model, x, y)
+    return val if aux_loss is None else val + aux_loss.held_out(model, x, y)
+
+
 @torch.no_grad()
 def encode_all(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode latents of all rows: ``x`` (P, N, dx), ``y`` (P, N, dy) -> two (P, N, latent)."""
@@ -186,6 +192,7 @@ def train_pairs(
     restore_best: bool = True,
     precision: str = "float32",
     progress: ProgressFn | None = None,
+    aux_loss: Callable | None = None,
 ) -> TrainResult:
     """Train P pairs' networks as one batch.
 
@@ -195,6 +202,9 @@ def train_pairs(
     init, minibatch order and dropout streams are derived from them.
     Returns a :class:`TrainResult` holding every pair's best weights (``restore_best=False``:
     each pair's last-epoch weights, latentmi's effective behaviour; for ablations).
+    ``aux_loss``: an optional extra per-pair term (e.g. :class:`.contrastive.ContrastiveTerm`):
+    ``aux_loss(model, xb, yb)`` -> (P,) is added to every minibatch loss and
+    ``aux_loss.held_out(model, x, y)`` -> (P,) to the held-out loss; None: the paper's loss.
     """
     t0 = time.perf_counter()
     P, n_train, dx = x_train.shape
@@ -210,7 +220,7 @@ def train_pairs(
     for t in model.tensors():
         t.requires_grad_(True)
     with matmul_precision(precision, device):
-        init_val = held_out_loss(model, x_val, y_val).cpu().numpy()   # diagnostics only (no RNG)
+        init_val = _val_loss(model, x_val, y_val, aux_loss).cpu().numpy()   # diagnostics only (no RNG)
     opt = _Adam(model.tensors(), lr, betas, eps)
     shuffle_gens = [torch.Generator(device="cpu").manual_seed(derive_seed(s, "shuffle")) for s in seeds]
     drop_gens = [torch.Generator(device=device).manual_seed(derive_seed(s, "dropout")) for s in seeds]
@@ -241,13 +251,15 @@ def train_pairs(
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
             with matmul_precision(precision, device):
                 loss = model.losses(xb, yb, masks).float()
+                if aux_loss is not None:
+                    loss = loss + aux_loss(model, xb, yb).float()
             grads = torch.autograd.grad(loss.sum(), params)
             opt.step(params, grads)
             train_sum += loss.detach().to(torch.float64)
             n_batches += 1
 
         with matmul_precision(precision, device):
-            val = held_out_loss(model, xva, yva).cpu().numpy()       # the per-epoch host sync
+            val = _val_loss(model, xva, yva, aux_loss).cpu().numpy()       # the per-epoch host sync
         trn = (train_sum / n_batches).cpu().numpy()
         for j, pid in enumerate(active):
             train_hist[pid].append(float(trn[j]))
