@@ -92,11 +92,12 @@ def test_contrastive_term_recovers_sparse_dependence():
     # 2 of 12 equal-variance dims dependent (truth 1.47 bits): the paper's loss spends its 8
     # latent dims on all 12 directions alike; InfoNCE seeks the dependent two
     X, Y, truth = _sparse(2000, 12, 0.8, seed=0)
-    kw = dict(hidden=64, max_epochs=60, patience=15, num_threads=1)
+    kw = dict(hidden=64, lr=1e-3, max_epochs=40, patience=10, num_threads=1)   # small and quick
     paper = lmi.estimate(X, Y, seed=0, **kw)
-    con = lmi.estimate(X, Y, seed=0, contrastive_weight=1.0, **kw)
+    con = lmi.estimate(X, Y, seed=0, contrastive_weight=1.0, contrastive_temperature=0.3, **kw)
     assert paper.status == con.status == "ok"
-    # deterministic seeds; measured (see docs/estimator.md, "Accuracy suite"): the term's error
-    # is well under the paper loss's; 0.1 bits is a margin over training noise between seeds
+    # deterministic seeds; measured: truth 1.474, paper 0.057, contrastive 0.776 bits. The term's
+    # error must be smaller by a clear margin (0.1 bits: well above float reduction-order noise,
+    # well below the 0.7-bit gap measured)
     assert abs(con.mi - truth) + 0.1 < abs(paper.mi - truth)
     assert con.mi < truth + 0.15          # no overshoot beyond KSG's small-sample bias
