@@ -18,7 +18,7 @@ estimators/contrastive.py), ``latentmi`` (the reference library in ``.venv-laten
 subprocess, same N, epochs and patience). All seeds of a case train as one batch
 (``estimate_many``). Per case and method: the median |estimate - truth| over seeds and the seconds.
 
-    nice -n 10 python jobs/benchmark_accuracy.py --quick                 # a few minutes per method
+    nice -n 10 python jobs/benchmark_accuracy.py --quick                 # minutes per method
     nice -n 10 python jobs/benchmark_accuracy.py --quick --bmi runs/bmi_tasks --only bmi
     nice -n 10 python jobs/benchmark_accuracy.py                         # the issue's sizes (hours on 2 cores)
 
@@ -118,23 +118,29 @@ def run_ours(data: list, seeds: list[int], settings: dict) -> tuple[list[float],
 
 
 LATENTMI_SCRIPT = r"""
-import sys, json, io, contextlib, numpy as np, torch
-from latentmi import lmi
+import sys, json, io, contextlib, inspect, numpy as np, torch
+from latentmi import lmi, models
 torch.set_num_threads(1)
-epochs, patience = int(sys.argv[1]), int(sys.argv[2])
+epochs, patience, hidden, lr = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+if hidden > 0:      # latentmi hard-codes Lx, Ly = 1024, 1024: the same class at another width
+    src = inspect.getsource(models).replace("Lx, Ly = 1024, 1024", f"Lx, Ly = {hidden}, {hidden}")
+    assert f"Lx, Ly = {hidden}, {hidden}" in src
+    exec(compile(src, models.__file__, "exec"), models.__dict__)
 out = []
-for path in sys.argv[3:]:
+for path in sys.argv[5:]:
     z = np.load(path)
     seed = int(z["seed"])
     np.random.seed(seed); torch.manual_seed(seed)
     with contextlib.redirect_stdout(io.StringIO()):
-        pmi, _, _ = lmi.estimate(z["X"], z["Y"], epochs=epochs, patience=patience, quiet=True, device="cpu")
+        pmi, _, _ = lmi.estimate(z["X"], z["Y"], epochs=epochs, patience=patience, lr=lr, quiet=True,
+                                 device="cpu")
     out.append(float(np.nanmean(pmi)))
 print(json.dumps(out))
 """
 
 
-def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int) -> tuple[list[float], list[str], float]:
+def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidden: int | None,
+                 lr: float) -> tuple[list[float], list[str], float]:
     if not LATENTMI_PY.exists():
         raise SystemExit(f"latentmi venv not found at {LATENTMI_PY}: run jobs/setup_latentmi_venv.sh "
                          f"or drop 'latentmi' from --methods")
@@ -148,7 +154,8 @@ def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int) -> tu
         script.write_text(LATENTMI_SCRIPT)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()
-        out = subprocess.run([str(LATENTMI_PY), str(script), str(epochs), str(patience), *paths],
+        out = subprocess.run([str(LATENTMI_PY), str(script), str(epochs), str(patience),
+                              str(hidden or 0), repr(lr), *paths],
                              capture_output=True, text=True, env=env)
         dt = time.perf_counter() - t0
     if out.returncode != 0:
@@ -167,15 +174,19 @@ def summarise(rows: list[dict], truth: float) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small suite: N=2000, 40 epochs, patience 10, 2 seeds")
+    ap.add_argument("--quick", action="store_true",
+                    help="small suite: N=2000, 2 seeds, hidden 128, lr 1e-3, 60 epochs, patience 10")
     ap.add_argument("--n", type=int, default=None, help="rows per sample (quick 2000, full 2000)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per case (quick 2, full 3)")
-    ap.add_argument("--max-epochs", type=int, default=None, help="quick 40, full 300 (the paper's)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="quick 60, full 300 (the paper's)")
+    ap.add_argument("--hidden", type=int, default=None,
+                    help="hidden width of every method, latentmi included (quick 128; full: the paper's 1024)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam lr of every method (quick 1e-3, full 1e-4)")
     ap.add_argument("--patience", type=int, default=None, help="quick 10, full 30 (the paper's)")
     ap.add_argument("--methods", default="paper,contrastive,latentmi",
                     help=f"comma list of {', '.join(METHODS)}")
     ap.add_argument("--contrastive-weight", type=float, default=1.0)
-    ap.add_argument("--contrastive-temperature", type=float, default=0.1)
+    ap.add_argument("--contrastive-temperature", type=float, default=0.3)
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
@@ -193,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     n = a.n or 2000
     n_seeds = a.seeds or (2 if a.quick else 3)
-    epochs = a.max_epochs or (40 if a.quick else 300)
+    epochs = a.max_epochs or (60 if a.quick else 300)
+    hidden = a.hidden or (128 if a.quick else None)
+    lr = a.lr or (1e-3 if a.quick else 1e-4)
     patience = a.patience or (10 if a.quick else 30)
     seeds = list(range(n_seeds))
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
@@ -207,15 +220,17 @@ def main(argv: list[str] | None = None) -> None:
         cases = [c for c in cases if a.only in case_name(*c)]
     if not cases:
         raise SystemExit("no case selected")
-    base = dict(max_epochs=epochs, patience=patience, num_threads=a.threads)
+    base = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
     settings = {"paper": base, "paper_last": {**base, "restore_best": False},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature}}
     out_path = a.out or ROOT / "jobs" / "results" / (
         "benchmark_accuracy" + ("_quick" if a.quick else "") + ("_bmi" if a.only == "bmi" else "") + ".json")
-    meta = {"n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "methods": methods,
+    meta = {"n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
+            "methods": methods,
             "settings": settings, "threads": a.threads, "quick": a.quick}
-    print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, methods {methods}", flush=True)
+    print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
+          f"lr {lr:g}, methods {methods}", flush=True)
     results = []
     for family, p in cases:
         name = case_name(family, p)
@@ -225,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                  "truth_bits": truth, "methods": {}}
         for m in methods:
             if m == "latentmi":
-                mis, sts, dt = run_latentmi(data, seeds, epochs, patience)
+                mis, sts, dt = run_latentmi(data, seeds, epochs, patience, hidden, lr)
             else:
                 mis, sts, dt = run_ours(data, seeds, settings[m])
             rows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, mis, sts)]
