@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"comma list of {', '.join(METHODS)}")
     ap.add_argument("--contrastive-weight", type=float, default=1.0)
     ap.add_argument("--contrastive-temperature", type=float, default=0.3)
+    ap.add_argument("--label", default="",
+                    help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
                                 "contrastive_temperature": a.contrastive_temperature}}
     out_path = a.out or ROOT / "jobs" / "results" / (
         "benchmark_accuracy" + ("_quick" if a.quick else "") + ("_bmi" if a.only == "bmi" else "") + ".json")
-    meta = {"n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
+    meta = {"label": a.label, "n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
             "methods": methods,
             "settings": settings, "threads": a.threads, "quick": a.quick}
     print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
@@ -244,13 +246,14 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 mis, sts, dt = run_ours(data, seeds, settings[m])
             rows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, mis, sts)]
-            entry["methods"][m] = {"rows": rows, "seconds": dt, **summarise(rows, truth)}
+            key = m + a.label
+            entry["methods"][key] = {"rows": rows, "seconds": dt, **summarise(rows, truth)}
             print(f"{name:<36} {m:<12} truth {truth:6.3f}  est {' '.join(f'{v:6.3f}' for v in mis)}  "
-                  f"median|err| {entry['methods'][m]['median_abs_error']:.3f}  [{dt:.0f} s]", flush=True)
+                  f"median|err| {entry['methods'][key]['median_abs_error']:.3f}  [{dt:.0f} s]", flush=True)
         results.append(entry)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps({"meta": meta, "cases": results}, indent=1))   # after every case
-    print_table(results, methods)
+    print_table(results, [m + a.label for m in methods])
     print(f"wrote {out_path}")
 
 
@@ -261,6 +264,7 @@ def merge(runs: list[dict]) -> dict:
     methods: list[str] = []
     for r in runs:
         for m in r["meta"]["methods"]:
+            m += r["meta"].get("label", "")
             if m not in methods:
                 methods.append(m)
         for c in r["cases"]:
