@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", default="paper,contrastive,latentmi",
                     help=f"comma list of {', '.join(METHODS)}")
     ap.add_argument("--contrastive-weight", type=float, default=1.0)
-    ap.add_argument("--contrastive-temperature", type=float, default=0.3)
+    ap.add_argument("--contrastive-temperature", type=float, default=3.0)
     ap.add_argument("--label", default="",
                     help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")

@@ -192,7 +192,7 @@ class LMI(BaseEstimator):
                  ksg_noise: float = 0.0, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, contrastive_weight: float = 0.0,
-                 contrastive_temperature: float = 0.3, random_state: Optional[int] = None):
+                 contrastive_temperature: float = 3.0, random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.batch_size = batch_size

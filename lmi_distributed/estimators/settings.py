@@ -90,7 +90,7 @@ class SettingsFields(BaseModel):
     contrastive_weight: Real = Field(
         0.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
                                "loss (estimators.contrastive); 0: the paper's loss")
-    contrastive_temperature: Real = Field(0.3, gt=0, description="temperature of the InfoNCE cosine critic")
+    contrastive_temperature: Real = Field(3.0, gt=0, description="temperature of the InfoNCE cosine critic")
 
     @field_validator("device")
     @classmethod
