@@ -1,80 +1,298 @@
-"""Accuracy of LMI on the paper's Gaussian benchmark (Alg. 4), full paper settings.
+"""Accuracy suite (issue 11): LMI vs latentmi 0.1.3 on cases with known MI (bits), plus ablations.
 
-N=2000, k=1, 1 bit, d = 10, 100, 1000, three seeds per d trained as ONE batch through
-``estimate_many``; plus the independent case (0 bits, d=100, three seeds). Prints the
-estimate-vs-truth table and the median |error| per case; JSON to
-jobs/results/benchmark_accuracy.json. Targets: median |error| <= 0.15 bits per d,
-<= 0.05 bits for the independent case.
+Cases (generators in ``lmi_distributed.synthetic``; truth in bits):
 
-    python jobs/benchmark_accuracy.py                    # the full run (tens of minutes on 2 cores)
-    python jobs/benchmark_accuracy.py --d 10 --max-epochs 20 --seeds 2   # a quick smoke run
+- ``gauss``: paper Algorithm 4 at several d, k, bits;
+- ``rotwarp``: the same after a Haar-random rotation per side and a random smooth increasing map
+  per column (MI unchanged);
+- ``lowvar``: dependence in 1-4 directions among 100-1000 carrying 1% of the variance, rotated
+  and warped;
+- ``indep``: independent low-rank / heavy-tailed variables (truth 0);
+- ``bmi``: the public BMI benchmark's tasks (``--bmi DIR`` of .npz files written by
+  ``jobs/bmi_sample.py`` in ``.venv-bmi``; truth converted from nats to bits there).
+
+Methods: ``paper`` (our estimator at the paper's settings, today's default), ``paper_last`` (the
+same keeping the last epoch's weights, latentmi's effective behaviour), ``contrastive``
+(the same plus the InfoNCE term on the latents, ``contrastive_weight``/``contrastive_temperature``;
+estimators/contrastive.py), ``latentmi`` (the reference library in ``.venv-latentmi``, a
+subprocess, same N, epochs and patience). All seeds of a case train as one batch
+(``estimate_many``). Per case and method: the median |estimate - truth| over seeds and the seconds.
+
+    nice -n 10 python jobs/benchmark_accuracy.py --quick                 # minutes per method
+    nice -n 10 python jobs/benchmark_accuracy.py --quick --bmi runs/bmi_tasks --only bmi
+    nice -n 10 python jobs/benchmark_accuracy.py                         # the issue's sizes (hours on 2 cores)
+
+JSON to jobs/results/benchmark_accuracy[_quick][_bmi].json (``--out`` to change it).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lmi_distributed.estimators.api import estimate_many
-from lmi_distributed.synthetic import gaussian_benchmark
-
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = {"dependent": 0.15, "independent": 0.05}
+LATENTMI_PY = Path(os.environ.get("LATENTMI_PY", ROOT / ".venv-latentmi" / "bin" / "python"))
+
+from lmi_distributed import synthetic  # noqa: E402
+
+#: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
+#: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
+METHODS = ("paper", "paper_last", "contrastive", "latentmi")
+
+#: (family, params) of the quick and the full suite
+QUICK_CASES = [
+    ("gauss", dict(d=10, k=1, bits=1.0)),
+    ("gauss", dict(d=100, k=2, bits=1.0)),
+    ("rotwarp", dict(d=10, k=1, bits=1.0)),
+    ("rotwarp", dict(d=100, k=2, bits=1.0)),
+    ("lowvar", dict(d=100, n_dir=2, bits=1.0, var_fraction=0.01)),
+    ("indep", dict(d=100, kind="low_rank")),
+    ("indep", dict(d=100, kind="heavy_tailed")),
+]
+FULL_CASES = (
+    [("gauss", dict(d=d, k=k, bits=1.0)) for d in (10, 100, 1000, 5000) for k in (1, 2, 4)]
+    + [("gauss", dict(d=100, k=2, bits=b)) for b in (0.5, 2.0)]
+    + [("rotwarp", dict(d=d, k=k, bits=1.0)) for d in (10, 100, 1000) for k in (1, 4)]
+    + [("lowvar", dict(d=d, n_dir=nd, bits=1.0, var_fraction=0.01)) for d in (100, 1000) for nd in (1, 4)]
+    + [("indep", dict(d=d, kind=kind)) for d in (100, 1000) for kind in ("low_rank", "heavy_tailed")]
+)
 
 
-def run_case(label: str, n: int, d: int, k: int, bits: float, seeds: list[int], settings: dict) -> dict:
-    data = [gaussian_benchmark(n, d, k, bits, seed=s) for s in seeds]
-    t0 = time.perf_counter()
-    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, **settings)
-    dt = time.perf_counter() - t0
-    rows = [{"seed": s, "estimate": r.mi, "truth": t, "error": r.mi - t, "epochs": r.epochs,
-             "best_epoch": r.best_epoch} for s, r, (_, _, t) in zip(seeds, res, data)]
-    med = float(np.median([abs(r["error"]) for r in rows]))
-    kind = "independent" if bits == 0 else "dependent"
-    out = {"case": label, "n": n, "d": d, "k": k, "truth_bits": bits, "rows": rows, "median_abs_error": med,
-           "target": TARGET[kind], "pass": med <= TARGET[kind], "seconds": dt}
-    for r in rows:
-        print(f"{label:>14} {d:>5} {r['seed']:>5} {r['truth']:>6.3f} {r['estimate']:>9.3f} {r['error']:>+7.3f} "
-              f"{r['epochs']:>6} {r['best_epoch']:>5}", flush=True)
-    print(f"{label:>14} {d:>5}  median |error| {med:.3f} bits (target <= {TARGET[kind]}) "
-          f"{'PASS' if out['pass'] else 'FAIL'}  [{dt:.0f} s]", flush=True)
+def case_name(family: str, p: dict) -> str:
+    if family in ("gauss", "rotwarp"):
+        return f"{family} d={p['d']} k={p['k']} {p['bits']:g}b"
+    if family == "lowvar":
+        return f"lowvar d={p['d']} dirs={p['n_dir']} {p['bits']:g}b {100 * p['var_fraction']:g}%var"
+    if family == "indep":
+        return f"indep d={p['d']} {p['kind']}"
+    return f"bmi {p['task']}"
+
+
+def make(family: str, p: dict, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(X, Y, truth_bits) of one case and seed."""
+    if family == "gauss":
+        return synthetic.gaussian_benchmark(n, p["d"], p["k"], p["bits"], seed)
+    if family == "rotwarp":
+        return synthetic.rotated_warped_gaussian(n, p["d"], p["k"], p["bits"], seed)
+    if family == "lowvar":
+        return synthetic.low_variance_dependence(n, p["d"], p["n_dir"], p["bits"], seed, p["var_fraction"])
+    if family == "indep":
+        return synthetic.independent_structured(n, p["d"], p["kind"], seed)
+    if family == "bmi":
+        z = np.load(p["files"][seed])
+        if z["X"].shape[0] < n:
+            raise SystemExit(f"{p['files'][seed]} has {z['X'].shape[0]} rows, asked for n={n}")
+        return z["X"][:n].astype(np.float64), z["Y"][:n].astype(np.float64), float(z["truth_bits"])
+    raise ValueError(family)
+
+
+def bmi_cases(folder: Path, seeds: list[int]) -> list[tuple[str, dict]]:
+    """Cases from ``bmi_sample.py`` output: ``{task}__seed{s}.npz`` files, one per seed."""
+    tasks: dict[str, dict[int, str]] = {}
+    for f in sorted(folder.glob("*__seed*.npz")):
+        task, s = f.stem.rsplit("__seed", 1)
+        tasks.setdefault(task, {})[int(s)] = str(f)
+    out = []
+    for task, files in tasks.items():
+        missing = [s for s in seeds if s not in files]
+        if missing:
+            raise SystemExit(f"BMI task {task}: no sample for seeds {missing} in {folder} "
+                             f"(run jobs/bmi_sample.py with --seeds {len(seeds)})")
+        out.append(("bmi", dict(task=task, files=files)))
     return out
+
+
+def run_ours(data: list, seeds: list[int], settings: dict) -> tuple[list[float], list[str], float]:
+    from lmi_distributed.estimators.api import estimate_many
+
+    t0 = time.perf_counter()
+    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, validate=False, **settings)
+    return [r.mi for r in res], [r.status for r in res], time.perf_counter() - t0
+
+
+LATENTMI_SCRIPT = r"""
+import sys, json, io, contextlib, inspect, numpy as np, torch
+from latentmi import lmi, models
+torch.set_num_threads(1)
+epochs, patience, hidden, lr = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+if hidden > 0:      # latentmi hard-codes Lx, Ly = 1024, 1024: the same class at another width
+    src = inspect.getsource(models).replace("Lx, Ly = 1024, 1024", f"Lx, Ly = {hidden}, {hidden}")
+    assert f"Lx, Ly = {hidden}, {hidden}" in src
+    exec(compile(src, models.__file__, "exec"), models.__dict__)
+out = []
+for path in sys.argv[5:]:
+    z = np.load(path)
+    seed = int(z["seed"])
+    np.random.seed(seed); torch.manual_seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        pmi, _, _ = lmi.estimate(z["X"], z["Y"], epochs=epochs, patience=patience, lr=lr, quiet=True,
+                                 device="cpu")
+    out.append(float(np.nanmean(pmi)))
+print(json.dumps(out))
+"""
+
+
+def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidden: int | None,
+                 lr: float) -> tuple[list[float], list[str], float]:
+    if not LATENTMI_PY.exists():
+        raise SystemExit(f"latentmi venv not found at {LATENTMI_PY}: run jobs/setup_latentmi_venv.sh "
+                         f"or drop 'latentmi' from --methods")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, ((X, Y, _), s) in enumerate(zip(data, seeds)):
+            p = Path(tmp) / f"{i}.npz"
+            np.savez(p, X=X.astype(np.float32), Y=Y.astype(np.float32), seed=s)
+            paths.append(str(p))
+        script = Path(tmp) / "run.py"
+        script.write_text(LATENTMI_SCRIPT)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        t0 = time.perf_counter()
+        out = subprocess.run([str(LATENTMI_PY), str(script), str(epochs), str(patience),
+                              str(hidden or 0), repr(lr), *paths],
+                             capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"latentmi failed:\n{out.stderr[-3000:]}")
+    mis = json.loads(out.stdout.strip().splitlines()[-1])
+    return mis, ["ok" if np.isfinite(m) else "nan" for m in mis], dt
+
+
+def summarise(rows: list[dict], truth: float) -> dict:
+    """Median |error| over seeds whose status is ok; NaN (flagged) when none is."""
+    errs = [abs(r["estimate"] - truth) for r in rows if r["status"] == "ok" and np.isfinite(r["estimate"])]
+    return {"median_abs_error": float(np.median(errs)) if errs else float("nan"),
+            "median_estimate": float(np.median([r["estimate"] for r in rows if r["status"] == "ok"]))
+            if errs else float("nan"), "n_ok": len(errs)}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--d", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--max-epochs", type=int, default=300)
-    ap.add_argument("--patience", type=int, default=30)
-    ap.add_argument("--no-independent", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--restore-last", action="store_true",
-                    help="ablation: keep last-epoch weights (latentmi's effective behaviour) instead of the best")
-    ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_accuracy.json"))
+    ap.add_argument("--quick", action="store_true",
+                    help="small suite: N=2000, 2 seeds, hidden 128, lr 1e-3, 60 epochs, patience 10")
+    ap.add_argument("--n", type=int, default=None, help="rows per sample (quick 2000, full 2000)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per case (quick 2, full 3)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="quick 60, full 300 (the paper's)")
+    ap.add_argument("--hidden", type=int, default=None,
+                    help="hidden width of every method, latentmi included (quick 128; full: the paper's 1024)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam lr of every method (quick 1e-3, full 1e-4)")
+    ap.add_argument("--patience", type=int, default=None, help="quick 10, full 30 (the paper's)")
+    ap.add_argument("--methods", default="paper,contrastive,latentmi",
+                    help=f"comma list of {', '.join(METHODS)}")
+    ap.add_argument("--contrastive-weight", type=float, default=1.0)
+    ap.add_argument("--contrastive-temperature", type=float, default=3.0)
+    ap.add_argument("--label", default="",
+                    help="suffix of the method names in the output (ablations of one method side by side)")
+    ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
+    ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--table", type=Path, nargs="+", default=None,
+                    help="no run: merge these result JSONs (e.g. one per method, run in parallel) and "
+                         "print the table; with --out, write the merged JSON there")
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    settings = dict(max_epochs=a.max_epochs, patience=a.patience, num_threads=a.threads, device=a.device,
-                    restore_best=not a.restore_last)
-    seeds = list(range(a.seeds))
-    print(f"{'case':>14} {'d':>5} {'seed':>5} {'truth':>6} {'estimate':>9} {'error':>7} {'epochs':>6} {'best':>5}")
-    cases = [run_case("gaussian 1 bit", a.n, d, 1, 1.0, seeds, settings) for d in a.d]
-    if not a.no_independent:
-        cases.append(run_case("independent", a.n, 100, 1, 0.0, seeds, settings))
-    print("\nsummary (median |estimate - truth|, bits):")
-    for c in cases:
-        print(f"  {c['case']:>14} d={c['d']:<5} {c['median_abs_error']:.3f}  target {c['target']}  "
-              f"{'PASS' if c['pass'] else 'FAIL'}")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"settings": settings, "cases": cases}, indent=2))
-    print(f"wrote {a.out}")
+    if a.table:
+        merged = merge([json.loads(f.read_text()) for f in a.table])
+        print_table(merged["cases"], merged["meta"]["methods"])
+        if a.out:
+            a.out.write_text(json.dumps(merged, indent=1))
+            print(f"wrote {a.out}")
+        return
+    n = a.n or 2000
+    n_seeds = a.seeds or (2 if a.quick else 3)
+    epochs = a.max_epochs or (60 if a.quick else 300)
+    hidden = a.hidden or (128 if a.quick else None)
+    lr = a.lr or (1e-3 if a.quick else 1e-4)
+    patience = a.patience or (10 if a.quick else 30)
+    seeds = list(range(n_seeds))
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise SystemExit(f"unknown methods {bad}; expected some of {', '.join(METHODS)}")
+    cases = list(QUICK_CASES if a.quick else FULL_CASES)
+    if a.bmi is not None:
+        cases += bmi_cases(a.bmi, seeds)
+    if a.only:
+        cases = [c for c in cases if a.only in case_name(*c)]
+    if not cases:
+        raise SystemExit("no case selected")
+    base = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
+    settings = {"paper": base, "paper_last": {**base, "restore_best": False},
+                "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
+                                "contrastive_temperature": a.contrastive_temperature}}
+    out_path = a.out or ROOT / "jobs" / "results" / (
+        "benchmark_accuracy" + ("_quick" if a.quick else "") + ("_bmi" if a.only == "bmi" else "") + ".json")
+    meta = {"label": a.label, "n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
+            "methods": methods,
+            "settings": settings, "threads": a.threads, "quick": a.quick}
+    print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
+          f"lr {lr:g}, methods {methods}", flush=True)
+    results = []
+    for family, p in cases:
+        name = case_name(family, p)
+        data = [make(family, p, n, s) for s in seeds]
+        truth = data[0][2]
+        entry = {"case": name, "family": family, "params": {k: v for k, v in p.items() if k != "files"},
+                 "truth_bits": truth, "methods": {}}
+        for m in methods:
+            if m == "latentmi":
+                mis, sts, dt = run_latentmi(data, seeds, epochs, patience, hidden, lr)
+            else:
+                mis, sts, dt = run_ours(data, seeds, settings[m])
+            rows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, mis, sts)]
+            key = m + a.label
+            entry["methods"][key] = {"rows": rows, "seconds": dt, **summarise(rows, truth)}
+            print(f"{name:<36} {m:<12} truth {truth:6.3f}  est {' '.join(f'{v:6.3f}' for v in mis)}  "
+                  f"median|err| {entry['methods'][key]['median_abs_error']:.3f}  [{dt:.0f} s]", flush=True)
+        results.append(entry)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps({"meta": meta, "cases": results}, indent=1))   # after every case
+    print_table(results, [m + a.label for m in methods])
+    print(f"wrote {out_path}")
+
+
+def merge(runs: list[dict]) -> dict:
+    """One result dict from several runs of the same cases (methods side by side; a method that
+    appears in two runs keeps the later run's numbers)."""
+    cases: dict[str, dict] = {}
+    methods: list[str] = []
+    for r in runs:
+        for m in r["meta"]["methods"]:
+            m += r["meta"].get("label", "")
+            if m not in methods:
+                methods.append(m)
+        for c in r["cases"]:
+            cases.setdefault(c["case"], {**c, "methods": {}})["methods"].update(c["methods"])
+    meta = {**runs[0]["meta"], "methods": methods, "merged_from": [r["meta"] for r in runs]}
+    return {"meta": meta, "cases": list(cases.values())}
+
+
+def print_table(results: list[dict], methods: list[str]) -> None:
+    """Markdown table: per case the truth and, per method, the median |error| (bits) and seconds."""
+    head = "| case | truth (bits) | " + " | ".join(f"{m} median \\|err\\| | {m} s" for m in methods) + " |"
+    print("\n" + head)
+    print("|" + "---|" * (2 + 2 * len(methods)))
+    tot = {m: 0.0 for m in methods}
+    for c in results:
+        cells = []
+        for m in methods:
+            r = c["methods"].get(m)
+            if r is None:
+                cells += ["-", "-"]
+                continue
+            tot[m] += r["seconds"]
+            cells += [f"{r['median_abs_error']:.3f} ({r['median_estimate']:.2f})", f"{r['seconds']:.0f}"]
+        print(f"| {c['case']} | {c['truth_bits']:.3f} | " + " | ".join(cells) + " |")
+    print("\ntotal seconds: " + ", ".join(f"{m} {tot[m]:.0f}" for m in methods))
+    if "paper" in tot and tot["paper"] > 0:
+        print("cost vs paper: " + ", ".join(f"{m} {tot[m] / tot['paper']:.2f}x" for m in methods))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -137,3 +137,115 @@ def gaussian_markov_chain(n: int, t: int, k: int, d: int, rho: float, seed: int)
         v[:, k + n_copy:] = rng.standard_normal((n, n_nuis))
         out.append(v)
     return out, markov_chain_truth(t, k, rho)
+
+
+# --- accuracy suite (issue 11): cases beyond the paper's Gaussian, all with known truth in bits ---
+
+#: per-coordinate smooth, strictly increasing (hence invertible) maps used by :func:`warp_columns`
+WARPS = ("sinh", "cubic", "tanh_linear", "exp", "asinh")
+
+
+def _warp(kind: str, v: np.ndarray) -> np.ndarray:
+    if kind == "sinh":
+        return np.sinh(v)
+    if kind == "cubic":
+        return v + v ** 3
+    if kind == "tanh_linear":
+        return np.tanh(2.0 * v) + 0.1 * v
+    if kind == "exp":
+        return np.exp(v)
+    if kind == "asinh":
+        return np.arcsinh(4.0 * v)
+    raise ValueError(f"unknown warp {kind!r}; expected one of {WARPS}")
+
+
+def random_rotation(d: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random orthogonal (d, d) matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.sign(np.diag(r))
+
+
+def warp_columns(a: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...] = WARPS) -> np.ndarray:
+    """Each column of ``a`` (n, d) z-scored, then mapped by a smooth strictly increasing function
+    drawn at random from ``kinds`` (:data:`WARPS`). Returns (n, d) float64. Every step is an
+    invertible map of each coordinate, so the MI of ``a`` with anything is unchanged."""
+    sd = a.std(axis=0)
+    z = (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    picks = rng.integers(0, len(kinds), size=a.shape[1])
+    out = np.empty_like(z)
+    for j, kind in enumerate(kinds):
+        cols = picks == j
+        if cols.any():
+            out[:, cols] = _warp(kind, z[:, cols])
+    return out
+
+
+def rotated_warped_gaussian(n: int, d: int, k: int, mi_bits: float, seed: int, warp: bool = True
+                            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Paper Algorithm 4 (:func:`gaussian_benchmark`), then X and Y each multiplied by its own
+    Haar-random rotation (d, d) and, with ``warp``, each column warped by a random smooth
+    increasing map (:func:`warp_columns`). Rotations and coordinate-wise bijections leave the MI
+    unchanged. Returns (X, Y, truth): X, Y (n, d) float64; truth = ``mi_bits`` (bits)."""
+    X, Y, truth = gaussian_benchmark(n, d, k, mi_bits, seed)
+    rng = np.random.default_rng([seed, 11])
+    X, Y = X @ random_rotation(d, rng), Y @ random_rotation(d, rng)
+    if warp:
+        X, Y = warp_columns(X, rng), warp_columns(Y, rng)
+    return X, Y, truth
+
+
+def low_variance_dependence(n: int, d: int, n_dir: int, mi_bits: float, seed: int,
+                            var_fraction: float = 0.01, warp: bool = True
+                            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Dependence confined to ``n_dir`` directions that carry ``var_fraction`` of the variance.
+
+    Per side, d coordinates before rotation: ``n_dir`` dependent ones, (X_i, Y_i) jointly Gaussian
+    with correlation r = sqrt(1 - 2**(-2 mi_bits / n_dir)) (independent across i), and d - n_dir
+    independent Gaussian nuisance coordinates with a power-law spectrum (variance of the j-th
+    proportional to 1/(j+1), like the PCA spectrum of an embedding). The dependent coordinates
+    are scaled so they carry ``var_fraction`` of the total variance (issue 11: < 2%). Then a
+    Haar-random rotation per side and, with ``warp``, a random smooth increasing map per column
+    (:func:`warp_columns`). Returns (X, Y, truth): X, Y (n, d) float64, truth =
+    -(n_dir/2) log2(1 - r^2) = ``mi_bits`` (bits)."""
+    if not (1 <= n_dir < d):
+        raise ValueError(f"need 1 <= n_dir < d, got n_dir={n_dir}, d={d}")
+    if not (0 < var_fraction < 1) or mi_bits < 0:
+        raise ValueError(f"need 0 < var_fraction < 1 and mi_bits >= 0, got {var_fraction}, {mi_bits}")
+    rng = np.random.default_rng([seed, 12])
+    r = math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / n_dir))
+    nuis_var = 1.0 / np.arange(1, d - n_dir + 1)
+    dep_sd = math.sqrt(var_fraction * nuis_var.sum() / ((1.0 - var_fraction) * n_dir))
+    u = rng.standard_normal((n, n_dir))
+    w = r * u + math.sqrt(1.0 - r * r) * rng.standard_normal((n, n_dir))
+    out = []
+    for dep in (u, w):
+        a = np.empty((n, d))
+        a[:, :n_dir] = dep * dep_sd
+        a[:, n_dir:] = rng.standard_normal((n, d - n_dir)) * np.sqrt(nuis_var)
+        a = a @ random_rotation(d, rng)
+        out.append(warp_columns(a, rng) if warp else a)
+    truth = -(n_dir / 2.0) * math.log2(1.0 - r * r)
+    return out[0], out[1], float(truth) + 0.0
+
+
+def independent_structured(n: int, d: int, kind: str, seed: int, rank: int = 3
+                           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Independent X and Y (truth 0 bits) with structure that can fool an estimator.
+
+    ``kind="low_rank"``: each side is U W + 0.1 noise, U (n, rank) standard normal, W (rank, d)
+    standard normal (a rank-``rank`` variable with strongly correlated columns);
+    ``kind="heavy_tailed"``: each side is Student-t (2.5 degrees of freedom) columns times a random
+    rotation (heavy tails in every direction). X and Y are drawn independently.
+    Returns (X, Y, 0.0): X, Y (n, d) float64."""
+    rng = np.random.default_rng([seed, 13])
+    out = []
+    for _ in range(2):
+        if kind == "low_rank":
+            a = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) \
+                + 0.1 * rng.standard_normal((n, d))
+        elif kind == "heavy_tailed":
+            a = rng.standard_t(2.5, size=(n, d)) @ random_rotation(d, rng)
+        else:
+            raise ValueError(f"unknown kind {kind!r}; expected 'low_rank' or 'heavy_tailed'")
+        out.append(a)
+    return out[0], out[1], 0.0

@@ -86,3 +86,114 @@ def test_markov_chain_correlation_and_truth():
     n_nuis = (d - k) // 2
     for j in range(k, d - n_nuis):
         assert any(np.array_equal(v[:, j], v[:, i]) for i in range(k))
+
+
+# --- accuracy-suite generators (issue 11) -------------------------------------------------------
+from lmi_distributed.synthetic import (WARPS, independent_structured, low_variance_dependence,  # noqa: E402
+                                       random_rotation, rotated_warped_gaussian, warp_columns)
+
+
+def _gaussian_mi_bits(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """MI (bits) of the Gaussian with the sample covariance of (X, Y), via canonical correlations
+    (rank-deficient X / Y allowed: whitening keeps the directions with non-zero variance).
+    Returns (mi, canonical correlations, X-side canonical directions (d, r), unit norm)."""
+    def whiten(a):
+        a = a - a.mean(0)
+        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        keep = s > 1e-8 * s[0]
+        return u[:, keep], vt[keep].T / s[keep]          # (n, r) white, (d, r) map to it
+    ux, mx = whiten(X)
+    uy, _ = whiten(Y)
+    u, rho, _ = np.linalg.svd(ux.T @ uy)
+    rho = np.clip(rho, 0, 1 - 1e-12)
+    dirs = mx @ u                                        # X-side canonical directions
+    return float(-0.5 * np.sum(np.log2(1 - rho ** 2))), rho, dirs / np.linalg.norm(dirs, axis=0)
+
+
+def test_random_rotation_is_orthogonal():
+    q = random_rotation(7, np.random.default_rng(0))
+    np.testing.assert_allclose(q @ q.T, np.eye(7), atol=1e-12)   # float64 round-off
+
+
+@pytest.mark.parametrize("kind", WARPS)
+def test_warps_are_strictly_increasing_per_column(kind):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((500, 3)) * [1, 5, 0.1] + [0, 3, -2]
+    w = warp_columns(a, np.random.default_rng(2), kinds=(kind,))
+    assert w.shape == a.shape and np.isfinite(w).all()
+    for j in range(3):              # order of every column preserved exactly: an invertible map
+        o = np.argsort(a[:, j])
+        assert (np.diff(w[o, j]) > 0).all()
+    with pytest.raises(ValueError, match="unknown warp"):
+        warp_columns(a, rng, kinds=("nope",))
+
+
+def test_warp_columns_mixes_kinds_and_changes_marginals():
+    a = np.random.default_rng(3).standard_normal((4000, 40))
+    w = warp_columns(a, np.random.default_rng(4))
+    skew = ((w - w.mean(0)) ** 3).mean(0) / w.std(0) ** 3
+    # exp warps make strongly skewed columns (lognormal skew ~6); a Gaussian column has |skew| < 0.3
+    assert (np.abs(skew) > 1.0).any() and (np.abs(skew) < 0.3).any()
+
+
+def test_rotated_gaussian_keeps_the_truth():
+    n = 20000
+    X, Y, truth = rotated_warped_gaussian(n, 12, 2, 1.0, seed=5, warp=False)
+    assert truth == pytest.approx(1.0, abs=1e-12)
+    mi, _, _ = _gaussian_mi_bits(X, Y)
+    # sampling error of the Gaussian MI from 20000 rows: ~0.01 bits; 0.05 is > 4 sd
+    assert mi == pytest.approx(truth, abs=0.05)
+    # X is Alg. 4's X times an orthogonal matrix: same singular values, different columns
+    X0, _, _ = gaussian_benchmark(n, 12, 2, 1.0, seed=5)
+    s0 = np.linalg.svd(X0, compute_uv=False)
+    # float64 round-off of a 12x12 product, relative to the largest singular value (the copies
+    # make some singular values ~0, where only an absolute tolerance means anything)
+    np.testing.assert_allclose(np.linalg.svd(X, compute_uv=False), s0, rtol=0, atol=1e-9 * s0[0])
+    assert not np.allclose(np.abs(X), np.abs(X0))
+    Xw, Yw, truth_w = rotated_warped_gaussian(n, 12, 2, 1.0, seed=5, warp=True)
+    assert truth_w == truth and Xw.shape == (n, 12)
+    # warped columns are increasing functions of the unwarped ones (same seed, same rotation)
+    for j in range(12):
+        o = np.argsort(X[:, j])
+        assert (np.diff(Xw[o, j]) > 0).all()
+
+
+@pytest.mark.parametrize("n_dir", [1, 3])
+def test_low_variance_dependence_truth_and_variance_share(n_dir):
+    n, d, frac = 20000, 30, 0.01
+    X, Y, truth = low_variance_dependence(n, d, n_dir, 1.0, seed=6, var_fraction=frac, warp=False)
+    assert X.shape == Y.shape == (n, d)
+    assert truth == pytest.approx(1.0, abs=1e-12)
+    mi, rho, dirs = _gaussian_mi_bits(X, Y)
+    # as above: ~0.01 bits sampling error, plus d spurious canonical correlations of ~1/n each
+    assert mi == pytest.approx(truth, abs=0.05)
+    # the dependent directions each carry frac/n_dir of the total variance (relative sampling
+    # error of a variance from 20000 rows ~1%; 10% allows for the direction's estimation error)
+    total = X.var(0).sum()
+    for i in range(n_dir):
+        share = (X @ dirs[:, i]).var() / total
+        assert share == pytest.approx(frac / n_dir, rel=0.1)
+    # no dependence beyond the n_dir directions: the largest spurious canonical correlation of
+    # independent d-dim Gaussians is ~2 sqrt(d / n) (0.077 here); 3 sqrt(d / n) bounds it
+    assert rho[n_dir] < 3 * math.sqrt(d / n) < 0.5 * rho[n_dir - 1]
+    with pytest.raises(ValueError):
+        low_variance_dependence(100, 5, 5, 1.0, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["low_rank", "heavy_tailed"])
+def test_independent_structured(kind):
+    n, d = 20000, 20
+    X, Y, truth = independent_structured(n, d, kind, seed=7)
+    assert truth == 0.0 and X.shape == Y.shape == (n, d)
+    c = np.corrcoef(X.T, Y.T)[:d, d:]
+    # independent sides: cross-correlations are sampling noise, sd 1/sqrt(n) (heavier for t(2.5),
+    # whose variance is finite but its fourth moment is not: 10/sqrt(n) is a loose bound)
+    assert np.abs(c).max() < 10 / math.sqrt(n)
+    if kind == "low_rank":
+        s = np.linalg.svd(X - X.mean(0), compute_uv=False)
+        assert (s[:3] ** 2).sum() / (s ** 2).sum() > 0.95     # rank 3 plus 0.1 noise
+    else:
+        kurt = ((X - X.mean(0)) ** 4).mean(0) / X.var(0) ** 2
+        assert np.median(kurt) > 5            # a Gaussian column has kurtosis 3
+    with pytest.raises(ValueError, match="unknown kind"):
+        independent_structured(10, 3, "nope", seed=0)

@@ -271,9 +271,9 @@ class StudyConfig(_Strict):
             "data": self.data.model_dump(exclude={"truth"}),
             "variables": [v.model_dump() for v in self.variables],
             "pairing": self.pairing.model_dump(),
-            # attribution adds arrays but changes no number: turning it on for a finished study
+            # only the settings that change numbers: turning attribution on for a finished study
             # keeps its tasks, and resume recomputes only those without arrays (ResultStore.repair)
-            "estimator": self.estimator.model_dump(exclude={"attribution"}),
+            "estimator": self.estimator.numbers_dump(),
             "latent_permutations": self.nulls.latent_permutations,
             "save_pmi": self.output.save_pmi,
         }

@@ -273,11 +273,16 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
     spec = NetSpec.for_dims(dx, dy, s.latent_dim, s.hidden)
     log.info("LMI: training %d pair(s) as one batch (N=%d, d_x=%d, d_y=%d, L=%d/%d) on %s",
              P, N, dx, dy, spec.lx, spec.ly, device)
+    aux = None
+    if s.contrastive_weight > 0:
+        from .contrastive import ContrastiveTerm
+
+        aux = ContrastiveTerm(s.contrastive_weight, s.contrastive_temperature, chunk=max(2, s.batch_size))
     with torch_threads(s.num_threads):
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
                           patience=s.patience, restore_best=s.restore_best, precision=s.precision,
-                          progress=progress, attribution=s.attribution)
+                          progress=progress, attribution=s.attribution, aux_loss=aux)
         zx_tr_d, zy_tr_d = encode_all(res.model, x_tr, y_tr)
         zx_te_d, zy_te_d = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())

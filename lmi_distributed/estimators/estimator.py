@@ -194,7 +194,8 @@ class LMI(BaseEstimator):
                  train_fraction: float = 0.5, split: str = "rows", clip: float = 10.0, k: int = 3,
                  ksg_noise: float = 0.0, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
-                 restore_best: bool = True, attribution: bool = False, random_state: Optional[int] = None):
+                 restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 0.0,
+                 contrastive_temperature: float = 3.0, random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.batch_size = batch_size
@@ -214,6 +215,8 @@ class LMI(BaseEstimator):
         self.num_threads = num_threads
         self.restore_best = restore_best
         self.attribution = attribution
+        self.contrastive_weight = contrastive_weight
+        self.contrastive_temperature = contrastive_temperature
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------

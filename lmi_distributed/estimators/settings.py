@@ -89,6 +89,11 @@ class SettingsFields(BaseModel):
     attribution: bool = Field(
         False, description="True: per-dimension held-out R^2 of each cross-decoder (LMIResult.r2_x / r2_y; "
                            "one extra held-out forward pass; paper A.2.3)")
+    # -- beyond the paper (issue 11); the defaults keep the paper's estimator exactly --------------
+    contrastive_weight: Real = Field(
+        0.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
+                               "loss (estimators.contrastive); 0: the paper's loss")
+    contrastive_temperature: Real = Field(3.0, gt=0, description="temperature of the InfoNCE cosine critic")
 
     @field_validator("device")
     @classmethod
@@ -104,6 +109,18 @@ class SettingsFields(BaseModel):
     def replace(self, **changes: Any) -> "LMISettings":
         """A validated copy with ``changes`` applied (``model_copy`` would skip validation)."""
         return self.to_settings(**changes)
+
+    def numbers_dump(self) -> dict[str, Any]:
+        """The settings that change an estimate's numbers, for fingerprints (a study resumes only
+        on results computed with the same ones). Left out: ``attribution`` (it adds arrays, changes
+        no number) and the contrastive term's fields while its weight is 0 (the paper's loss, bit
+        for bit), so studies fingerprinted before these settings existed keep their fingerprint."""
+        d = self.model_dump()
+        d.pop("attribution", None)
+        if not d.get("contrastive_weight"):
+            d.pop("contrastive_weight", None)
+            d.pop("contrastive_temperature", None)
+        return d
 
     def min_samples(self) -> int:
         """Smallest N this estimator accepts: more than k held-out rows (KSG needs k

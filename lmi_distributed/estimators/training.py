@@ -124,6 +124,12 @@ def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> to
     return (sse / denom).sum(dim=1)
 
 
+def _val_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, aux_loss: Callable | None) -> torch.Tensor:
+    """:func:`held_out_loss` plus ``aux_loss.held_out`` when an auxiliary term is given. (P,) float64."""
+    val = held_out_loss(model, x, y)
+    return val if aux_loss is None else val + aux_loss.held_out(model, x, y)
+
+
 @torch.no_grad()
 def encode_all(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode latents of all rows: ``x`` (P, N, dx), ``y`` (P, N, dy) -> two (P, N, latent)."""
@@ -191,6 +197,7 @@ def train_pairs(
     precision: str = "float32",
     progress: ProgressFn | None = None,
     attribution: bool = False,
+    aux_loss: Callable | None = None,
 ) -> TrainResult:
     """Train P pairs' networks as one batch.
 
@@ -203,6 +210,9 @@ def train_pairs(
     ``attribution``: also the held-out R^2 per dimension of both cross-decoders with those
     weights (:func:`.attribution.cross_decoder_r2`, one eval-mode forward pass over the
     held-out half); off, it costs nothing.
+    ``aux_loss``: an optional extra per-pair term (e.g. :class:`.contrastive.ContrastiveTerm`):
+    ``aux_loss(model, xb, yb)`` -> (P,) is added to every minibatch loss and
+    ``aux_loss.held_out(model, x, y)`` -> (P,) to the held-out loss; None: the paper's loss.
     """
     t0 = time.perf_counter()
     P, n_train, dx = x_train.shape
@@ -218,7 +228,7 @@ def train_pairs(
     for t in model.tensors():
         t.requires_grad_(True)
     with matmul_precision(precision, device):
-        init_val = held_out_loss(model, x_val, y_val).cpu().numpy()   # diagnostics only (no RNG)
+        init_val = _val_loss(model, x_val, y_val, aux_loss).cpu().numpy()   # diagnostics only (no RNG)
     opt = _Adam(model.tensors(), lr, betas, eps)
     shuffle_gens = [torch.Generator(device="cpu").manual_seed(derive_seed(s, "shuffle")) for s in seeds]
     drop_gens = [torch.Generator(device=device).manual_seed(derive_seed(s, "dropout")) for s in seeds]
@@ -249,13 +259,15 @@ def train_pairs(
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
             with matmul_precision(precision, device):
                 loss = model.losses(xb, yb, masks).float()
+                if aux_loss is not None:
+                    loss = loss + aux_loss(model, xb, yb).float()
             grads = torch.autograd.grad(loss.sum(), params)
             opt.step(params, grads)
             train_sum += loss.detach().to(torch.float64)
             n_batches += 1
 
         with matmul_precision(precision, device):
-            val = held_out_loss(model, xva, yva).cpu().numpy()       # the per-epoch host sync
+            val = _val_loss(model, xva, yva, aux_loss).cpu().numpy()       # the per-epoch host sync
         trn = (train_sum / n_batches).cpu().numpy()
         for j, pid in enumerate(active):
             train_hist[pid].append(float(trn[j]))

@@ -125,3 +125,8 @@ def test_new_optional_settings_leave_existing_fingerprints_alone():
     assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.attribution=true"]).fingerprint() == \
         cfg.fingerprint()
     assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.lr=0.002"]).fingerprint() != cfg.fingerprint()
+    # the contrastive term (beyond the paper) changes numbers only when its weight is not 0
+    assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.contrastive_temperature=1.0"]).fingerprint() == \
+        cfg.fingerprint()
+    assert load_study(ROOT / "configs" / "demo.yaml", ["estimator.contrastive_weight=0.5"]).fingerprint() != \
+        cfg.fingerprint()
