@@ -36,6 +36,7 @@ import numpy as np
 from lmi_distributed import stats
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.planner import pair_key
+from lmi_distributed.engine.study_data import load_truth
 
 __all__ = ["aggregate_pairs", "load_truth", "write_outputs", "PAIR_COLUMNS", "plan_keys", "completeness"]
 
@@ -56,18 +57,6 @@ def plan_keys(cfg: StudyConfig) -> list[str]:
     from lmi_distributed.engine.planner import make_tasks
 
     return [t.key for t in make_tasks(cfg)]
-
-
-def load_truth(cfg: StudyConfig) -> dict[str, float]:
-    """Known MI per pair key (bits), from ``data.truth`` if given and present."""
-    if not cfg.data.truth:
-        return {}
-    p = Path(cfg.data.truth).expanduser()
-    if not p.exists():
-        return {}
-    obj = json.loads(p.read_text())
-    pairs = obj.get("pairs", obj)
-    return {k: float(v) for k, v in pairs.items()}
 
 
 def _status_of(obs, n_stored: int, n_planned: int, replicates: int) -> tuple[str, str]:

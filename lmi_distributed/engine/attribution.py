@@ -23,8 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["ATTRIBUTION_COLUMNS", "save_task_attribution", "attribution_table", "write_attribution_outputs",
-           "image_shape_problems"]
+__all__ = ["ATTRIBUTION_COLUMNS", "save_task_attribution", "attribution_table", "write_attribution_outputs"]
 
 ATTRIBUTION_COLUMNS = ["pair", "x", "y", "side", "variable", "dim", "feature", "r2", "sem", "n_replicates",
                        "rank", "status", "detail"]
@@ -34,18 +33,6 @@ def save_task_attribution(results_store: Any, task: Any, res: Any) -> None:
     """Write an observed task's R^2 arrays when the estimator computed them (the worker's hook)."""
     if task.kind == "observed" and getattr(res, "r2_x", None) is not None:
         results_store.write_attribution(task.key, res.r2_x, res.r2_y)
-
-
-def image_shape_problems(cfg: Any) -> list[str]:
-    """Config check of ``output.image_shape``: named variables exist, attribution is on."""
-    shapes = cfg.output.image_shape or {}
-    errs = []
-    for name in shapes:
-        if name not in cfg.variable_names:
-            errs.append(f"  output.image_shape.{name}: expected one of the variables {cfg.variable_names}")
-    if shapes and not cfg.estimator.attribution:
-        errs.append("  output.image_shape: only used by attribution; set estimator.attribution: true")
-    return errs
 
 
 def _feature_names(cfg: Any, store_path: str, name: str) -> list[str] | None:

@@ -285,6 +285,18 @@ class StudyConfig(_Strict):
         return hashlib.blake2b(json.dumps(blob, sort_keys=True, default=str).encode(), digest_size=10).hexdigest()
 
 
+def image_shape_problems(cfg: StudyConfig) -> list[str]:
+    """Config check of ``output.image_shape``: named variables exist, attribution is on."""
+    shapes = cfg.output.image_shape or {}
+    errs = []
+    for name in shapes:
+        if name not in cfg.variable_names:
+            errs.append(f"  output.image_shape.{name}: expected one of the variables {cfg.variable_names}")
+    if shapes and not cfg.estimator.attribution:
+        errs.append("  output.image_shape: only used by attribution; set estimator.attribution: true")
+    return errs
+
+
 # ---------------------------------------------------------------------- loading
 def _loc_str(loc: tuple) -> str:
     out = ""
@@ -393,8 +405,6 @@ def parse_study(raw: Any, source: str = "study config") -> StudyConfig:
         cfg = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
-    from lmi_distributed.engine.attribution import image_shape_problems
-
     errs = (_check_references(cfg) + _check_pairing(cfg) + _check_filters(cfg) + image_shape_problems(cfg)
             + check_interaction(cfg))
     if not errs:

@@ -9,12 +9,10 @@ of held-out proteins with the density ratio (paper Algorithm 2). See ``engine/in
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lmi_distributed.engine.config import StudyConfig
 
 __all__ = ["InteractionConfig", "ProteomeDemo", "check_interaction", "interaction_defaults"]
 
@@ -41,7 +39,7 @@ class InteractionConfig(_Strict):
     convention: Literal["insert", "latentmi"] = Field(
         "insert", description="out-of-sample density-ratio convention (estimators.ksg.oos_pmi)")
 
-    def pair(self, cfg: "StudyConfig") -> tuple[str, str]:
+    def pair(self, cfg: Any) -> tuple[str, str]:
         """(x, y) variable names of the prediction task."""
         if self.x is not None and self.y is not None:
             return self.x, self.y
@@ -75,7 +73,7 @@ class ProteomeDemo(_Strict):
         return self.model_dump(exclude={"matrix", "x_column", "y_column", "table"})
 
 
-def interaction_defaults(cfg: "StudyConfig") -> "StudyConfig":
+def interaction_defaults(cfg: Any) -> Any:
     """Fill in the proteome demo's defaults: its block, and its table path (``pairing.table``)."""
     demo = cfg.data.demo
     if demo is not None and getattr(demo, "kind", None) == "proteome":
@@ -86,7 +84,7 @@ def interaction_defaults(cfg: "StudyConfig") -> "StudyConfig":
     return cfg
 
 
-def check_interaction(cfg: "StudyConfig") -> list[str]:
+def check_interaction(cfg: Any) -> list[str]:
     """Problems of the interaction block and the proteome demo, one ``"  key: ..."`` line each:
     the block is given iff ``kind`` is interaction, its names exist, the pairing is a join."""
     errs: list[str] = []

@@ -43,10 +43,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from lmi_distributed.engine.config import StudyConfig
-from lmi_distributed.engine.planner import Batch, Task, pair_key
-from lmi_distributed.engine.seeds import derive_seed
+from lmi_distributed.engine.planner import Batch, Task, split_tasks
 
-__all__ = ["split_key", "split_tasks", "split_batches", "annotated_rows", "split_design", "execute_split_batch",
+__all__ = ["annotated_rows", "split_design", "execute_split_batch",
            "split_metrics", "aggregate_splits", "write_interaction_outputs", "ensure_proteome_store",
            "proteome_demo_problems", "interaction_problems", "SPLIT_COLUMNS"]
 
@@ -57,35 +56,6 @@ SPLIT_COLUMNS = ["split", "key", "status", "detail", "n_train_pairs", "n_query",
 
 
 # ------------------------------------------------------------------------- plan
-def split_key(x: str, y: str, j: int) -> str:
-    return f"{pair_key(x, y)}/split{j:03d}/scores"
-
-
-def split_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], tuple[int, int, int]] | None = None) -> list[Task]:
-    """The study's R split tasks (empty unless ``kind: interaction``). ``shape`` is the full
-    join's (n, d_x, d_y): an upper bound of a split's training pairs (for the plan's cost)."""
-    if cfg.kind != "interaction" or cfg.interaction is None:
-        return []
-    it = cfg.interaction
-    x, y = it.pair(cfg)
-    shape = tuple(shapes[(x, y)]) if shapes is not None and (x, y) in shapes else (0, 0, 0)
-    out = []
-    for j in range(it.splits):
-        key = split_key(x, y, j)
-        out.append(Task(key=key, x=x, y=y, replicate=j, kind="split", shuffle=-1,  # type: ignore[arg-type]
-                        seed=derive_seed(cfg.seed, key),
-                        pairing_seed=derive_seed(cfg.seed, f"{pair_key(x, y)}/split{j:03d}/held_out"),
-                        shuffle_seed=derive_seed(cfg.seed, f"{pair_key(x, y)}/shuffle_annotations"),
-                        perm_seed=derive_seed(cfg.seed, key + "/latent_perm"),
-                        n_latent_permutations=0, shape=shape))  # type: ignore[arg-type]
-    return out
-
-
-def split_batches(tasks: list[Task]) -> list[Batch]:
-    """One batch per split task (splits differ in size, and run in parallel on the workers)."""
-    return [Batch(f"split-{t.replicate:03d}", t.shape, (t,)) for t in tasks if t.kind == "split"]
-
-
 # ------------------------------------------------------------------ the design
 def annotated_rows(cfg: StudyConfig, store: Any, vx: Any, vy: Any, shuffle_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Matrix rows (x_rows, y_rows), int64 (M,), of the annotated pairs: the study's join

@@ -226,7 +226,7 @@ def _clean(v: Any) -> Any:
 def write_lineage_outputs(cfg: StudyConfig, out_dir: str | Path, pairs, tasks) -> tuple[dict, str]:
     """Write dpi.parquet, dpi.json, cell_pmi.parquet and the figures; return (summary block, HTML
     section for report.html)."""
-    from lmi_distributed.engine.aggregate import load_truth
+    from lmi_distributed.engine.study_data import load_truth
     from lmi_distributed.engine.study_data import open_store_cached, store_path_abs
 
     out = Path(out_dir)

@@ -24,7 +24,8 @@ from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.seeds import derive_seed
 from lmi_distributed.estimators.seeding import pair_key, shuffle_seed, task_key
 
-__all__ = ["Task", "Batch", "Plan", "make_tasks", "make_batches", "plan_study", "pair_key", "task_key"]
+__all__ = ["Task", "Batch", "Plan", "make_tasks", "make_batches", "plan_study", "pair_key", "task_key",
+           "split_key", "split_tasks", "split_batches"]
 
 Shape = tuple[int, int, int]  # (n rows, d_x, d_y)
 
@@ -108,8 +109,6 @@ def make_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], Shape] | None 
                     shape=shape,  # type: ignore[arg-type]
                 ))
     if cfg.kind == "interaction":
-        from lmi_distributed.engine.interaction import split_tasks
-
         out += split_tasks(cfg, shapes)
     return out
 
@@ -134,10 +133,38 @@ def plan_study(cfg: StudyConfig, shape_fn: Callable[[str, str], Shape] | None = 
     tasks = make_tasks(cfg, shapes)  # type: ignore[arg-type]
     batches = make_batches([t for t in tasks if t.kind != "split"], cfg.resources.pairs_per_batch)
     if cfg.kind == "interaction":
-        from lmi_distributed.engine.interaction import split_batches
-
         batches += split_batches(tasks)
     return Plan(cfg.name, tasks, batches, pairs, shapes)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------- kind interaction: split tasks
+def split_key(x: str, y: str, j: int) -> str:
+    return f"{pair_key(x, y)}/split{j:03d}/scores"
+
+
+def split_tasks(cfg: StudyConfig, shapes: Mapping[tuple[str, str], tuple[int, int, int]] | None = None) -> list[Task]:
+    """The study's R split tasks (empty unless ``kind: interaction``). ``shape`` is the full
+    join's (n, d_x, d_y): an upper bound of a split's training pairs (for the plan's cost)."""
+    if cfg.kind != "interaction" or cfg.interaction is None:
+        return []
+    it = cfg.interaction
+    x, y = it.pair(cfg)
+    shape = tuple(shapes[(x, y)]) if shapes is not None and (x, y) in shapes else (0, 0, 0)
+    out = []
+    for j in range(it.splits):
+        key = split_key(x, y, j)
+        out.append(Task(key=key, x=x, y=y, replicate=j, kind="split", shuffle=-1,  # type: ignore[arg-type]
+                        seed=derive_seed(cfg.seed, key),
+                        pairing_seed=derive_seed(cfg.seed, f"{pair_key(x, y)}/split{j:03d}/held_out"),
+                        shuffle_seed=derive_seed(cfg.seed, f"{pair_key(x, y)}/shuffle_annotations"),
+                        perm_seed=derive_seed(cfg.seed, key + "/latent_perm"),
+                        n_latent_permutations=0, shape=shape))  # type: ignore[arg-type]
+    return out
+
+
+def split_batches(tasks: list[Task]) -> list[Batch]:
+    """One batch per split task (splits differ in size, and run in parallel on the workers)."""
+    return [Batch(f"split-{t.replicate:03d}", t.shape, (t,)) for t in tasks if t.kind == "split"]
 
 
 # ------------------------------------------------------------------------- cost

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from lmi_distributed.engine.config import StudyConfig
 
 __all__ = ["open_store_cached", "forget_store", "matrix_identity", "data_identity", "batch_fingerprint",
-           "variable_spec", "pairing_spec", "resolve_variables", "pair_shape", "store_path_abs", "out_dir_abs"]
+           "variable_spec", "pairing_spec", "resolve_variables", "pair_shape", "store_path_abs", "out_dir_abs",
+           "load_truth"]
 
 _STORES: dict[str, Any] = {}
 
@@ -91,7 +92,7 @@ def pair_shape(cfg: StudyConfig, store_path: str, variables: Mapping[str, Any], 
     """(n paired rows, d_x, d_y) of a pair, from the pairing of replicate 0."""
     from lmi_distributed.data import make_pairing
 
-    from lmi_distributed.engine.planner import pair_key
+    from lmi_distributed.estimators.seeding import pair_key
     from lmi_distributed.engine.seeds import derive_seed
 
     store = open_store_cached(store_path)
@@ -108,3 +109,15 @@ def store_path_abs(cfg: StudyConfig) -> str:
 def out_dir_abs(cfg: StudyConfig) -> str:
     """The study's output folder, absolute."""
     return str(Path(cfg.output.path).expanduser().resolve())
+
+
+def load_truth(cfg: StudyConfig) -> dict[str, float]:
+    """Known MI per pair key (bits), from ``data.truth`` if given and present."""
+    if not cfg.data.truth:
+        return {}
+    p = Path(cfg.data.truth).expanduser()
+    if not p.exists():
+        return {}
+    obj = json.loads(p.read_text())
+    pairs = obj.get("pairs", obj)
+    return {k: float(v) for k, v in pairs.items()}

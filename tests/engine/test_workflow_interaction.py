@@ -226,7 +226,8 @@ def test_shuffled_annotations_give_chance_auc(tmp_path):
 
 def test_query_pairs_all_scores_every_ordered_held_out_pair(signal_run):
     from lmi_distributed.engine.study_data import open_store_cached, resolve_variables
-    from lmi_distributed.engine.interaction import split_design, split_tasks
+    from lmi_distributed.engine.interaction import split_design
+    from lmi_distributed.engine.planner import split_tasks
 
     cfg, _, _, _ = signal_run
     store = open_store_cached(cfg.data.store)
