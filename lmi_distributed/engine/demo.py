@@ -93,8 +93,6 @@ def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.
     """Build the demo store when missing, rebuild it when ``demo``'s parameters changed; one log line.
 
     Returns True when it (re)built the store. ``create=False``: ConfigError instead of building."""
-    from lmi_distributed.errors import ConfigError
-
     if demo.kind == "lineage":  # kind: lineage (engine/lineage.py)
         from lmi_distributed.engine.lineage import ensure_lineage_store
         return ensure_lineage_store(store_path, demo, truth_path=truth_path, create=create, log=log)
@@ -102,23 +100,8 @@ def ensure_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.
         from lmi_distributed.engine.interaction import ensure_proteome_store
 
         return ensure_proteome_store(store_path, demo, truth_path, create=create, log=log)
-    final = Path(store_path).expanduser().resolve()
-    if final.exists():
-        why = demo_mismatch(final, demo)
-        if why is None:
-            return False
-        if not create:
-            raise ConfigError(f"data.store: {final} does not match data.demo: {why}")
-        old = final.parent / f".old-{uuid.uuid4().hex[:8]}-{final.name}"
-        os.replace(final, old)
-        log(f"rebuilding the demo store {final}: {why} (synthetic data; the old store is deleted)")
-        try:
-            build_demo_store(final, demo, truth_path=truth_path)
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-        return True
-    if not create:
-        raise ConfigError(f"data.store: {final} does not exist")
-    log(f"building the demo store {final} (Gaussian Markov chain, {demo.model_dump()})")
-    build_demo_store(final, demo, truth_path=truth_path)
-    return True
+    from lmi_distributed.engine.synthetic_store import ensure_built
+
+    return ensure_built(store_path, mismatch=lambda p: demo_mismatch(p, demo),
+                        build=lambda p: build_demo_store(p, demo, truth_path=truth_path), label="demo store",
+                        describe=f"Gaussian Markov chain, {demo.model_dump()}", create=create, log=log)

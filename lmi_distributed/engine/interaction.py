@@ -432,29 +432,12 @@ def ensure_proteome_store(store_path: str | os.PathLike, demo, truth_path: str |
                           create: bool = True, log: Callable[[str], None] = print) -> bool:
     """Build the proteome demo store (and table, truth) when missing or when ``demo`` changed;
     True when it (re)built. ``create=False``: ConfigError instead of building."""
-    from lmi_distributed.errors import ConfigError
+    from lmi_distributed.engine.synthetic_store import ensure_built
 
-    final = Path(store_path).expanduser().resolve()
-    if final.exists():
-        why = _proteome_mismatch(final, demo)
-        if why is None:
-            return False
-        if not create:
-            raise ConfigError(f"data.store: {final} does not match data.demo: {why}")
-        old = final.parent / f".old-{uuid.uuid4().hex[:8]}-{final.name}"
-        os.replace(final, old)
-        log(f"rebuilding the proteome demo store {final}: {why} (synthetic data; the old store is deleted)")
-        try:
-            build_proteome_store(final, demo, truth_path)
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-        return True
-    if not create:
-        raise ConfigError(f"data.store: {final} does not exist")
-    log(f"building the proteome demo store {final} and table {demo.proteome.table} "
-        f"({demo.proteome.generator_kwargs()})")
-    build_proteome_store(final, demo, truth_path)
-    return True
+    return ensure_built(store_path, mismatch=lambda p: _proteome_mismatch(p, demo),
+                        build=lambda p: build_proteome_store(p, demo, truth_path), label="proteome demo store",
+                        describe=f"table {demo.proteome.table}, {demo.proteome.generator_kwargs()}",
+                        create=create, log=log)
 
 
 def interaction_problems(cfg: StudyConfig, info: Any) -> list[str]:

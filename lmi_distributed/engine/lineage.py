@@ -371,9 +371,9 @@ def ensure_lineage_store(store_path: str | os.PathLike, demo, truth_path: str | 
     """Build the synthetic lineage store when missing or built with other parameters (True when it did);
     a store there that the lineage generator did not write is never touched (ConfigError)."""
     from lmi_distributed.data import open_store
+    from lmi_distributed.engine.synthetic_store import ensure_built
 
-    final = Path(store_path).expanduser().resolve()
-    if final.exists():
+    def mismatch(final: Path) -> str | None:
         try:
             prov = open_store(str(final)).matrix(MATRIX).provenance
         except Exception:  # noqa: BLE001 - unreadable or other content
@@ -381,15 +381,7 @@ def ensure_lineage_store(store_path: str | os.PathLike, demo, truth_path: str | 
         if not prov or prov.get("source") != _SOURCE:
             raise ConfigError(f"data.store: {final} exists and was not written by the lineage demo generator; "
                               "remove data.demo or choose another data.store")
-        if prov.get("params") == _demo_params(demo):
-            return False
-        if not create:
-            raise ConfigError(f"data.store: {final} was generated with other data.demo parameters")
-        log(f"rebuilding the lineage demo store {final}: data.demo parameters changed (synthetic data)")
-        shutil.rmtree(final)
-    elif not create:
-        raise ConfigError(f"data.store: {final} does not exist")
-    else:
-        log(f"building the lineage demo store {final} ({_demo_params(demo)})")
-    build_lineage_store(final, demo, truth_path=truth_path)
-    return True
+        return None if prov.get("params") == _demo_params(demo) else "data.demo parameters changed"
+
+    return ensure_built(store_path, mismatch=mismatch, build=lambda p: build_lineage_store(p, demo, truth_path=truth_path),
+                        label="lineage demo store", describe=str(_demo_params(demo)), create=create, log=log)
