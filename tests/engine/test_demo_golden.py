@@ -2,7 +2,9 @@
 today's engine, equals the golden numbers written by ``tests/engine/golden/make_demo_golden.py`` on the
 commit before the issue-9 refactors (ae81980).
 
-The comparison is exact on purpose: same seeds, same code path, single-threaded torch on the
+The columns cover both nulls: the retrain shuffles (``p``, ``null_mean``) and the latent
+permutations (``latent_null_mean``/``sd``, ``p_latent``; 20 draws, which today take the sorted-list
+path while ae81980 ran one KSG per draw). The comparison is exact on purpose: same seeds, same code path, single-threaded torch on the
 CPU, so every float is reproducible; a refactor that changes any number (a seed, a split, the
 order of minibatches, the null's draws) must show up here. Regenerate the golden file only for
 a deliberate change of numbers, and say so in the commit.

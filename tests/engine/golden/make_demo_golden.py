@@ -53,7 +53,7 @@ def compute(tmp: Path) -> dict:
     for b in plan.batches:
         execute_batch(b, cfg, sp, out, variables=variables)
     pairs = aggregate_pairs(rs.read_tasks(), cfg)
-    cols = ["estimate", "sem", "null_mean", "p"]
+    cols = ["estimate", "sem", "null_mean", "p", "shuffle_null_mean", "latent_null_mean", "latent_null_sd", "p_latent"]
     return {str(r["pair"]): {c: float(r[c]) for c in cols} for _, r in pairs.iterrows()}
 
 
