@@ -11,10 +11,7 @@ demo store is never touched.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,24 +36,19 @@ def build_demo_store(store_path: str | os.PathLike, demo, truth_path: str | os.P
     Written to a temporary sibling and renamed into place, so a half-written store never exists.
     """
     from lmi_distributed.data import write_matrix
+    from lmi_distributed.engine.synthetic_store import write_atomically, write_truth
     from lmi_distributed.synthetic import gaussian_markov_chain
 
-    final = Path(store_path).expanduser().resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"
     variables, truth = gaussian_markov_chain(demo.n, demo.t, demo.k, demo.d, demo.rho, demo.seed)
     ids = [f"s{i}" for i in range(demo.n)]
-    for i, v in enumerate(variables):
-        write_matrix(str(tmp), f"X{i}", np.asarray(v, dtype=np.float32), ids=ids,
-                     provenance={"source": _SOURCE,
-                                 **{k: getattr(demo, k) for k in ("n", "t", "k", "d", "rho", "seed")}})
-    try:
-        os.replace(tmp, final)
-    except OSError:  # someone else built it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    tp = Path(truth_path).expanduser() if truth_path else final.parent / "truth.json"
-    tp.parent.mkdir(parents=True, exist_ok=True)
-    tp.write_text(json.dumps(demo_truth(demo.t, truth), indent=2))
+    prov = {"source": _SOURCE, **{k: getattr(demo, k) for k in ("n", "t", "k", "d", "rho", "seed")}}
+
+    def write(tmp: Path) -> None:
+        for i, v in enumerate(variables):
+            write_matrix(str(tmp), f"X{i}", np.asarray(v, dtype=np.float32), ids=ids, provenance=prov)
+
+    final = write_atomically(store_path, write)
+    write_truth(final, truth_path, demo_truth(demo.t, truth))
     return final
 
 

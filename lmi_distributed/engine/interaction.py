@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 import uuid
@@ -376,23 +375,19 @@ def build_proteome_store(store_path: str | os.PathLike, demo, truth_path: str | 
     matrix (ids = protein ids) to ``store_path``, the annotation table (CSV) to
     ``demo.proteome.table``, the truth JSON to ``truth_path``. Atomic (temporary name, rename)."""
     from lmi_distributed.data import write_matrix
+    from lmi_distributed.engine.synthetic_store import write_atomically, write_truth
     from lmi_distributed.synthetic_proteome import synthetic_proteome
 
     p = demo.proteome
     pro = synthetic_proteome(**p.generator_kwargs())
-    final = Path(store_path).expanduser().resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"
-    write_matrix(str(tmp), p.matrix, pro.embedding, ids=pro.ids.tolist(),
-                 provenance={"source": _SOURCE, **p.generator_kwargs()})
-    _write_table(pro, p)
-    try:
-        os.replace(tmp, final)
-    except OSError:  # someone else built it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    tp = Path(truth_path).expanduser() if truth_path else final.parent / "truth.json"
-    tp.parent.mkdir(parents=True, exist_ok=True)
-    tp.write_text(json.dumps(_truth_doc(pro, demo), indent=2))
+
+    def write(tmp: Path) -> None:
+        write_matrix(str(tmp), p.matrix, pro.embedding, ids=pro.ids.tolist(),
+                     provenance={"source": _SOURCE, **p.generator_kwargs()})
+        _write_table(pro, p)
+
+    final = write_atomically(store_path, write)
+    write_truth(final, truth_path, _truth_doc(pro, demo))
     return final
 
 

@@ -40,7 +40,7 @@ from lmi_distributed import stats
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.config_lineage import lineage_comparisons
 from lmi_distributed.engine.planner import pair_key
-from lmi_distributed.errors import ConfigError
+from lmi_distributed.errors import ConfigError, LMIError
 
 __all__ = ["VIOLATED", "CONSISTENT", "INCONCLUSIVE", "NOT_TESTED", "dpi_verdict", "dpi_table", "cell_pmi_table",
            "rolling_pmi", "write_lineage_outputs", "lineage_input_problems", "lineage_demo_problems", "ensure_lineage_store",
@@ -290,7 +290,7 @@ def lineage_input_problems(cfg: StudyConfig, store) -> list[str]:
         for m in sorted({v.matrix for v in cfg.variables}):
             try:
                 obs = store.matrix(m).obs
-            except Exception:  # noqa: BLE001 - an unknown matrix is reported by the variable checks
+            except LMIError:  # an unknown or unreadable matrix is reported by the variable checks
                 continue
             for col in cols:
                 if col not in obs.columns:
@@ -330,35 +330,32 @@ def build_lineage_store(store_path: str | os.PathLike, demo, truth_path: str | o
     from lmi_distributed.data.sources import open_source
     from lmi_distributed.synthetic_lineage import lineage_anndata, lineage_truth
 
+    from lmi_distributed.engine.synthetic_store import write_atomically, write_truth
+
     params = demo.lineage.params(demo.seed)
-    final = Path(store_path).expanduser().resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
+    parent = Path(store_path).expanduser().resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
-    tmp = final.parent / f".tmp-{tag}-{final.name}"
-    spool = final.parent / f".tmp-{tag}-spool"
-    h5 = final.parent / f".tmp-{tag}-cells.h5ad"
-    lineage_anndata(params).write_h5ad(h5)
-    spool.mkdir()
-    src = None
-    try:
+    spool = parent / f".tmp-{tag}-spool"
+    h5 = parent / f".tmp-{tag}-cells.h5ad"
+
+    def write(tmp: Path) -> None:
         src = open_source(str(h5), spool_dir=spool)
-        ingest_source(src, str(tmp), MATRIX, scheduler="synchronous",
-                      extra_provenance={"source": _SOURCE, "params": _demo_params(demo)})
         try:
-            os.replace(tmp, final)
-        except OSError:  # someone else built it meanwhile
-            pass
+            ingest_source(src, str(tmp), MATRIX, scheduler="synchronous",
+                          extra_provenance={"source": _SOURCE, "params": _demo_params(demo)})
+        finally:
+            src.close()
+
+    try:
+        lineage_anndata(params).write_h5ad(h5)
+        spool.mkdir()
+        final = write_atomically(store_path, write)
         h5.replace(final.parent / f"{final.name}.cells.h5ad")
     finally:
-        if src is not None:
-            src.close()
-        for p in (tmp, spool):
-            shutil.rmtree(p, ignore_errors=True)
-        if h5.exists():
-            h5.unlink()
-    tp = Path(truth_path).expanduser() if truth_path else final.parent / "truth.json"
-    tp.parent.mkdir(parents=True, exist_ok=True)
-    tp.write_text(json.dumps(lineage_truth(params), indent=2))
+        shutil.rmtree(spool, ignore_errors=True)
+        h5.unlink(missing_ok=True)
+    write_truth(final, truth_path, lineage_truth(params))
     return final
 
 
@@ -376,8 +373,9 @@ def ensure_lineage_store(store_path: str | os.PathLike, demo, truth_path: str | 
     def mismatch(final: Path) -> str | None:
         try:
             prov = open_store(str(final)).matrix(MATRIX).provenance
-        except Exception:  # noqa: BLE001 - unreadable or other content
-            prov = None
+        except (LMIError, OSError) as exc:   # not a store, or no lineage matrix in it
+            raise ConfigError(f"data.store: {final} exists and was not written by the lineage demo generator "
+                              f"({exc}); remove data.demo or choose another data.store") from None
         if not prov or prov.get("source") != _SOURCE:
             raise ConfigError(f"data.store: {final} exists and was not written by the lineage demo generator; "
                               "remove data.demo or choose another data.store")

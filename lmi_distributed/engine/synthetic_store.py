@@ -5,18 +5,22 @@ The kind supplies ``mismatch(path) -> why | None`` (None: the store there was bu
 parameters; it raises ``ConfigError`` itself for a store its generator did not write, which is
 never touched) and ``build(path)``. A rebuild moves the old store aside first and deletes it only
 after the new one is written. One log line either way.
+
+Builders write through :func:`write_atomically` (a temporary sibling renamed into place, so a
+half-written store never exists) and :func:`write_truth` (the known answer, JSON, bits).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from lmi_distributed.errors import ConfigError
 
-__all__ = ["ensure_built"]
+__all__ = ["ensure_built", "write_atomically", "write_truth"]
 
 
 def ensure_built(store_path: str | os.PathLike, *, mismatch: Callable[[Path], str | None],
@@ -45,3 +49,30 @@ def ensure_built(store_path: str | os.PathLike, *, mismatch: Callable[[Path], st
     log(f"building the {label} {final} ({describe})")
     build(final)
     return True
+
+
+def write_atomically(store_path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a temporary sibling of ``store_path`` and rename it into place;
+    returns the final path. If another process put a store there meanwhile, that one is kept.
+    The temporary store never outlives the call, written or failed."""
+    final = Path(store_path).expanduser().resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # someone else built it meanwhile (a non-empty directory is not replaced)
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def write_truth(final: Path, truth_path: str | os.PathLike | None, doc: dict[str, Any]) -> Path:
+    """Write a synthetic store's known answer ``doc`` (JSON) to ``truth_path`` (default: a
+    ``truth.json`` beside the store); returns its path."""
+    tp = Path(truth_path).expanduser() if truth_path else final.parent / "truth.json"
+    tp.parent.mkdir(parents=True, exist_ok=True)
+    tp.write_text(json.dumps(doc, indent=2))
+    return tp
