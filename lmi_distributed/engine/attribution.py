@@ -35,21 +35,25 @@ def save_task_attribution(results_store: Any, task: Any, res: Any) -> None:
         results_store.write_attribution(task.key, res.r2_x, res.r2_y)
 
 
-def _feature_names(cfg: Any, store_path: str, name: str) -> list[str] | None:
-    """Feature names of variable ``name`` (its column block), or None when the store has none."""
+def _variable_dims(cfg: Any, store_path: str | None, name: str) -> tuple[int, list[str] | None]:
+    """(n_features, feature names or None) of variable ``name``, resolved once. The names are a
+    convenience (the numbers do not depend on them); n_features sizes a flagged pair's NaN rows.
+    A variable that no longer resolves (data changed since the run) gives (0, None): its pair
+    keeps its status and detail, with no per-dimension rows."""
+    if store_path is None:
+        return 0, None
     from lmi_distributed.engine.study_data import open_store_cached, resolve_variables
+    from lmi_distributed.errors import LMIError
 
     try:
         v = resolve_variables(cfg, store_path, [name])[name]
         var = open_store_cached(store_path).matrix(v.matrix).var
-    except Exception:  # noqa: BLE001 -- names are a convenience; the numbers do not depend on them
-        return None
-    if var is None:
-        return None
-    names = [str(s) for s in var.index]
-    if v.columns is not None:
+    except (LMIError, OSError, KeyError):
+        return 0, None
+    names = None if var is None else [str(s) for s in var.index]
+    if names is not None and v.columns is not None:
         names = names[v.columns[0]:v.columns[1]]
-    return names if len(names) == v.n_features else None
+    return int(v.n_features), (names if names is not None and len(names) == v.n_features else None)
 
 
 def attribution_table(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str], store_path: str | None = None):
@@ -66,7 +70,7 @@ def attribution_table(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str]
         pk, _rep, kind = k.split("/")
         if kind == "obs":
             obs_keys.setdefault(pk, []).append(k)
-    names_cache: dict[str, list[str] | None] = {}
+    dims_cache: dict[str, tuple[int, list[str] | None]] = {}
     frames = []
     for r in pairs.to_dict(orient="records"):
         status, detail = str(r["status"]), str(r.get("detail") or "")
@@ -91,15 +95,16 @@ def attribution_table(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str]
                 r2 = a.mean(axis=0)                                       # NaN stays NaN: flagged, not hidden
                 sem = np.array([stats.sem(col) if np.isfinite(col).all() else np.nan for col in a.T])
             else:
-                d = dims.get(side) or _n_features(cfg, store_path, var)
-                r2 = sem = np.full(d, np.nan)
+                if var not in dims_cache:
+                    dims_cache[var] = _variable_dims(cfg, store_path, var)
+                r2 = sem = np.full(dims.get(side) or dims_cache[var][0], np.nan)
             order = np.argsort(-np.where(np.isnan(r2), -np.inf, r2), kind="stable")
             rank = np.full(r2.size, np.nan)
             finite = np.isfinite(r2[order])
             rank[order[finite]] = np.arange(1, int(finite.sum()) + 1)
-            if store_path is not None and var not in names_cache:
-                names_cache[var] = _feature_names(cfg, store_path, var)
-            feats = names_cache.get(var)
+            if var not in dims_cache:
+                dims_cache[var] = _variable_dims(cfg, store_path, var)
+            feats = dims_cache[var][1]
             frames.append(pd.DataFrame({
                 "pair": r["pair"], "x": r["x"], "y": r["y"], "side": side, "variable": var,
                 "dim": np.arange(r2.size, dtype=np.int64),
@@ -109,18 +114,6 @@ def attribution_table(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str]
     if not frames:
         return pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
     return pd.concat(frames, ignore_index=True)[ATTRIBUTION_COLUMNS]
-
-
-def _n_features(cfg: Any, store_path: str | None, name: str) -> int:
-    """Dimensions of a variable (for the NaN rows of a flagged pair); 0 when unknown."""
-    if store_path is None:
-        return 0
-    try:
-        from lmi_distributed.engine.study_data import resolve_variables
-
-        return int(resolve_variables(cfg, store_path, [name])[name].n_features)
-    except Exception:  # noqa: BLE001
-        return 0
 
 
 def write_attribution_outputs(cfg: Any, out_dir: str | Path, pairs: Any, keys: list[str],
