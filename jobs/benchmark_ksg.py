@@ -78,17 +78,38 @@ def best_of(fn, repeats: int, cpu: list | None = None):
     return best, out
 
 
-def run_latentmi(x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+def latentmi_subprocess(script: str, arrays: dict[str, np.ndarray], args: tuple[str, ...] = (),
+                        python: Path = LATENTMI_PY, read_back: tuple[str, ...] = ()) -> dict:
+    """Run ``script`` with latentmi's venv ``python``: the arrays are saved as ``<name>.npy`` in a
+    temporary folder passed as ``argv[1]`` (then ``args``); returns the JSON of the script's last
+    stdout line, plus the ``.npy`` files named in ``read_back`` that the script wrote there."""
     with tempfile.TemporaryDirectory() as d:
-        np.save(Path(d) / "x.npy", x)
-        np.save(Path(d) / "y.npy", y)
-        res = subprocess.run([str(LATENTMI_PY), "-c", _LATENTMI_SCRIPT, d, str(repeats)],
-                             capture_output=True, text=True, timeout=3600)
+        for name, a in arrays.items():
+            np.save(Path(d) / f"{name}.npy", a)
+        res = subprocess.run([str(python), "-c", script, d, *args], capture_output=True, text=True,
+                             timeout=3600)
         if res.returncode != 0:
             raise RuntimeError(f"latentmi subprocess failed:\n{res.stderr}")
         out = json.loads(res.stdout.strip().splitlines()[-1])
-        out["pmi"] = np.load(Path(d) / "latentmi_pmi.npy")
+        out.update({name: np.load(Path(d) / f"{name}.npy") for name in read_back})
         return out
+
+
+def run_latentmi(x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
+    out = latentmi_subprocess(_LATENTMI_SCRIPT, {"x": x, "y": y}, (str(repeats),), read_back=("latentmi_pmi",))
+    out["pmi"] = out.pop("latentmi_pmi")
+    return out
+
+
+def print_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> None:
+    """Print ``rows`` as right-aligned columns ``(key, header, format)``; keys no row has are left
+    out, a row without a key shows "-"."""
+    cols = [c for c in cols if any(c[0] in r for r in rows)]
+    cells = [[c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols] for r in rows]
+    widths = [max(len(c[1]), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c[1].rjust(w) for c, w in zip(cols, widths)))
+    for x in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
 
 
 def main(argv=None) -> int:
@@ -140,12 +161,7 @@ def main(argv=None) -> int:
             ("ours_mi", "ours MI", "{:.5f}"), ("latentmi_mi", "latentmi MI", "{:.5f}"),
             ("abs_diff_mi_bits", "|dMI| bits", "{:.1e}"),
             ("max_abs_diff_pmi_bits", "max|dpMI|", "{:.1e}"), ("loadavg_before", "load", "{:.1f}")]
-    cols = [c for c in cols if any(c[0] in r for r in rows)]
-    cells = [[c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols] for r in rows]
-    widths = [max(len(c[1]), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c[1].rjust(w) for c, w in zip(cols, widths)))
-    for x in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
+    print_table(rows, cols)
     meta = {"numba": tree.HAVE_NUMBA, "cpu_count": os.cpu_count(),
             "numba_threads": (__import__("numba").get_num_threads() if tree.HAVE_NUMBA else None),
             "note": "noise off on both sides; shared machine: see load averages"}

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
 
+from benchmark_ksg import gaussian_latents, latentmi_subprocess, print_table  # noqa: E402  (jobs/)
 from lmi_distributed.estimators.neighbors import permuted, tree  # noqa: E402
 from lmi_distributed.estimators.permutation import (  # noqa: E402
     draw_permutations, latent_permutation_null)
@@ -58,13 +58,6 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu_seconds": time.proces
 """
 
 
-def gaussian_latents(n: int, d: int = 8, rho: float = 0.6, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    y = rho * x + math.sqrt(1 - rho * rho) * rng.standard_normal((n, d))
-    return x, y
-
-
 def timed(fn):
     """(wall seconds, process CPU seconds, result) of one call."""
     t, c = time.perf_counter(), time.process_time()
@@ -73,15 +66,7 @@ def timed(fn):
 
 
 def run_latentmi(x: np.ndarray, y: np.ndarray, perms: np.ndarray, python: Path) -> dict:
-    with tempfile.TemporaryDirectory() as d:
-        np.save(Path(d) / "x.npy", x)
-        np.save(Path(d) / "y.npy", y)
-        np.save(Path(d) / "perms.npy", perms)
-        res = subprocess.run([str(python), "-c", _LATENTMI_SCRIPT, d],
-                             capture_output=True, text=True, timeout=3600)
-        if res.returncode != 0:
-            raise RuntimeError(f"latentmi subprocess failed:\n{res.stderr}")
-        return json.loads(res.stdout.strip().splitlines()[-1])
+    return latentmi_subprocess(_LATENTMI_SCRIPT, {"x": x, "y": y, "perms": perms}, python=python)
 
 
 def main(argv=None) -> int:
@@ -107,12 +92,12 @@ def main(argv=None) -> int:
     have_latentmi = latentmi_py.exists() and not args.no_latentmi
     if not have_latentmi:
         print("latentmi venv not found (or --no-latentmi): timing ours only", file=sys.stderr)
-    wx, wy = gaussian_latents(300)
+    wx, wy, _ = gaussian_latents(300)
     for m in ("lists", "loop"):  # numba compile / cache load
         latent_permutation_null(wx, wy, n_permutations=2, seed=0, method=m)
     rows = []
     for n in args.sizes:
-        x, y = gaussian_latents(n)
+        x, y, _ = gaussian_latents(n)
         row = {"n": n, "dims": "8+8", "k": 3, "loadavg_before": os.getloadavg()[0]}
         b = args.permutations
         setup_s, setup_cpu, _ = timed(lambda: (permuted.MarginalLists(x, permuted.list_columns(n)),
@@ -150,12 +135,7 @@ def main(argv=None) -> int:
             ("speedup_vs_latentmi", "vs latentmi", "{:.0f}x"),
             ("max_abs_diff_null_bits", "max|dnull|", "{:.1e}"),
             ("loadavg_before", "load", "{:.1f}"), ("loadavg_after", "load after", "{:.1f}")]
-    cols = [c for c in cols if any(c[0] in r for r in rows)]
-    cells = [[c[2].format(r[c[0]]) if c[0] in r else "-" for c in cols] for r in rows]
-    widths = [max(len(c[1]), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c[1].rjust(w) for c, w in zip(cols, widths)))
-    for x in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
+    print_table(rows, cols)
     meta = {"uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
             "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
             "permutations": args.permutations, "seed": args.seed,

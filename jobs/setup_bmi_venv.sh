@@ -11,6 +11,5 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import bmi" 2>/dev/null; 
 fi
 "${PYTHON:-python3}" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q "jax==0.4.30" "jaxlib==0.4.30"
 "$VENV/bin/python" -m pip install -q "benchmark-mi" "jax==0.4.30" "jaxlib==0.4.30"
 "$VENV/bin/python" -c "import bmi, jax; print('bmi', getattr(bmi, '__version__', '?'), 'jax', jax.__version__, 'in', '$VENV')"
