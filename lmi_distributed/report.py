@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from lmi_distributed.report_attribution import attribution_html
 
 __all__ = ["mi_matrix", "plot_heatmap", "plot_truth", "write_report"]
 
@@ -53,10 +52,7 @@ def mi_matrix(pairs, value: str = "estimate", symmetric: bool | None = None):
 
 def plot_heatmap(pairs, path: str | Path, title: str = "LMI (bits)") -> Path:
     """Heatmap PNG of the MI matrix; '*' marks significant cells; truth in brackets if known."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, cols, M, S = mi_matrix(pairs)
     T = mi_matrix(pairs, "truth")[2] if "truth" in pairs else None
@@ -77,27 +73,43 @@ def plot_heatmap(pairs, path: str | Path, title: str = "LMI (bits)") -> Path:
             ax.text(j, i, txt, ha="center", va="center", fontsize=8,
                     color="black" if M[i, j] > 0.6 * vmax else "white")
     ax.set_title(title + ("  (* q <= alpha; [truth])" if T is not None else "  (* q <= alpha)"), fontsize=9)
-    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed: workers, CI, servers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, *, tight: bool = True) -> Path:
+    """Lay out (``tight``), write ``fig`` as a PNG atomically (temporary name, then rename) and
+    close it; returns the path. Every figure of every report goes through here."""
     path = Path(path)
-    _save_fig(fig, path)
-    plt.close(fig)
-    return path
-
-
-def _save_fig(fig, path: Path) -> None:
+    if tight:
+        fig.tight_layout()
     tmp = path.parent / f".tmp-{path.name}"
     fig.savefig(tmp, dpi=110, format="png")
     tmp.replace(path)
+    pyplot().close(fig)
+    return path
+
+
+def embed_png(path: str | Path, alt: str) -> str:
+    """An ``<img>`` with the PNG at ``path`` inlined (base64), so report.html stands alone."""
+    b64 = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
 def plot_truth(pairs, path: str | Path) -> Path | None:
     """Scatter of estimate (± SEM) against the known MI (bits); None when no truth is known."""
     if "truth" not in pairs or pairs["truth"].isna().all() or pairs["estimate"].isna().all():
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = pairs["truth"].to_numpy(float)
     e = pairs["estimate"].to_numpy(float)
@@ -109,11 +121,7 @@ def plot_truth(pairs, path: str | Path) -> Path | None:
     ax.set_xlabel("true MI (bits)")
     ax.set_ylabel("LMI estimate (bits)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    _save_fig(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fmt(v: Any) -> str:
@@ -124,19 +132,17 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def write_report(out_dir: str | Path, pairs, summary: dict, kind_html: str = "") -> Path:
+def write_report(out_dir: str | Path, pairs, summary: dict, sections_html: str = "") -> Path:
     """Write ``heatmap.png`` and ``report.html`` (self-contained: the PNG is embedded).
 
-    ``kind_html``: a study kind's own section (interaction, lineage; already escaped HTML),
-    placed before the pairs table."""
+    ``sections_html``: the study's own sections (attribution, the kind's: interaction,
+    lineage; already escaped HTML), placed before the pairs table."""
     out = Path(out_dir)
     png = plot_heatmap(pairs, out / "heatmap.png", title=f"{summary.get('study', '')}: LMI (bits)")
-    b64 = base64.b64encode(png.read_bytes()).decode()
     tpng = plot_truth(pairs, out / "estimate_vs_truth.png")
     truth_html = ""
     if tpng is not None:
-        tb64 = base64.b64encode(tpng.read_bytes()).decode()
-        truth_html = f'<h2>Estimate vs truth</h2><img alt="estimate vs truth" src="data:image/png;base64,{tb64}">'
+        truth_html = f"<h2>Estimate vs truth</h2>{embed_png(tpng, 'estimate vs truth')}"
     cols = ["x", "y"] + (["status"] if "status" in pairs else []) + ["n", "replicates", "estimate", "sem"] + (["truth"] if "truth" in pairs else []) + [
         "null", "null_mean", "null_sd", "p_latent", "p_shuffle", "p", "q", "z", "significant"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
@@ -172,10 +178,9 @@ p = (1 + #&#123;null ≥ estimate&#125;) / (1 + n_null) against the null named i
 (latent permutations: held-out Y latents permuted, KSG recomputed; retrain shuffles: Y rows
 shuffled and the network trained anew); q: Benjamini–Hochberg over the study's pairs.</p>
 <table class="facts">{fact_html}</table>
-<h2>MI matrix</h2><img alt="MI heatmap" src="data:image/png;base64,{b64}">
+<h2>MI matrix</h2>{embed_png(png, "MI heatmap")}
 {truth_html}
-{attribution_html(out, summary)}
-{kind_html}
+{sections_html}
 <h2>Pairs</h2><table><tr>{head}</tr>{body}</table>
 {_flagged_html(pairs)}
 </body></html>"""

@@ -7,7 +7,6 @@ Flagged pairs (status not ok) are drawn as an empty panel saying why, never as b
 """
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
@@ -15,23 +14,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lmi_distributed.report import embed_png, pyplot, save_figure
+
 __all__ = ["plot_top_dims", "plot_image_maps", "attribution_html"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    tmp = path.parent / f".tmp-{path.name}"
-    fig.savefig(tmp, dpi=100, format="png")
-    tmp.replace(path)
-    return path
 
 
 def _label(row: Mapping[str, Any]) -> str:
@@ -45,7 +30,7 @@ def plot_top_dims(table: Any, path: str | Path, top: int = 8, max_pairs: int = 1
     order). Returns the PNG path, or None for an empty table."""
     if table is None or len(table) == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     pairs = list(dict.fromkeys(table["pair"]))[:max_pairs]
     fig, axes = plt.subplots(len(pairs), 2, figsize=(9, 1.1 + 0.25 * top * len(pairs)), squeeze=False)
     for i, pk in enumerate(pairs):
@@ -77,10 +62,7 @@ def plot_top_dims(table: Any, path: str | Path, top: int = 8, max_pairs: int = 1
                         transform=ax.transAxes, color="#a04040")
     for ax in axes[-1]:
         ax.set_xlabel("held-out R² of the cross-decoder (1 = fully explained)", fontsize=7)
-    fig.tight_layout()
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_image_maps(table: Any, shapes: Mapping[str, Any], path: str | Path,
@@ -89,7 +71,7 @@ def plot_image_maps(table: Any, shapes: Mapping[str, Any], path: str | Path,
     heatmap, one panel per (pair, side) whose variable is named; NaN (constant pixels, flagged
     pairs) grey. Returns (PNG path or None, notes on variables skipped because rows*cols is not
     their dimension)."""
-    plt = _plt()
+    plt = pyplot()
     panels, notes = [], []
     for (pk, side), sub in table.groupby(["pair", "side"], sort=False):
         var = sub["variable"].iloc[0]
@@ -119,9 +101,7 @@ def plot_image_maps(table: Any, shapes: Mapping[str, Any], path: str | Path,
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="held-out R² (grey: NaN)")
-    out = _save(fig, Path(path))
-    plt.close(fig)
-    return out, notes
+    return save_figure(fig, path, tight=False), notes   # the shared colorbar: no tight layout
 
 
 def attribution_html(out_dir: str | Path, summary: Mapping[str, Any]) -> str:
@@ -138,7 +118,5 @@ def attribution_html(out_dir: str | Path, summary: Mapping[str, Any]) -> str:
     for name in block.get("figures", []):
         p = out / name
         if p.exists():
-            b64 = base64.b64encode(p.read_bytes()).decode()
-            parts.append(f'<p><a href="{html.escape(name)}">{html.escape(name)}</a></p>'
-                         f'<img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">')
+            parts.append(f'<p><a href="{html.escape(name)}">{html.escape(name)}</a></p>{embed_png(p, name)}')
     return "\n".join(parts)

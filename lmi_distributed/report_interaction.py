@@ -9,31 +9,15 @@
 """
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmi_distributed.report import embed_png, pyplot, save_figure
+
 __all__ = ["plot_mi_vs_null", "plot_roc", "plot_pr", "interaction_html"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    tmp = path.parent / f".tmp-{path.name}"
-    fig.savefig(tmp, dpi=110, format="png")
-    tmp.replace(path)
-    return path
 
 
 def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
@@ -41,7 +25,7 @@ def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
     the known MI as a dashed mark when ``truth`` is present. None when no pair has an estimate."""
     if not len(pairs) or pairs["estimate"].isna().all():
         return None
-    plt = _plt()
+    plt = pyplot()
     n = len(pairs)
     fig, ax = plt.subplots(figsize=(4.4 + 1.8 * n, 3.6))
     xs = np.arange(n)
@@ -73,10 +57,7 @@ def plot_mi_vs_null(pairs, path: str | Path) -> Path | None:
     ax.set_xlim(-0.6, n - 0.4 + 1.1)   # room on the right for the legend, off the bars
     ax.legend(fontsize=7, loc="center right")
     ax.set_title("interaction partners vs shuffled pairs", fontsize=9)
-    fig.tight_layout()
-    _save(fig, Path(path))
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _curves(df, xcol: str, ycol: str, ax, color: str) -> int:
@@ -99,7 +80,7 @@ def plot_roc(splits, path: str | Path, summary: dict) -> Path | None:
     """ROC curves of the ok splits (one line each) and the diagonal; None when none is ok."""
     if not (splits["status"] == "ok").any():
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     k = _curves(splits, "fpr", "tpr", ax, "#3b75af")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="random (AUC 0.5)")
@@ -108,17 +89,14 @@ def plot_roc(splits, path: str | Path, summary: dict) -> Path | None:
     ax.set_title(f"held-out pairs, {k} split(s): AUC {_pm(summary.get('auc_mean'), summary.get('auc_sem'))}",
                  fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    _save(fig, Path(path))
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_pr(splits, path: str | Path, summary: dict) -> Path | None:
     """Precision-recall curves of the ok splits and the positive rate; None when none is ok."""
     if not (splits["status"] == "ok").any():
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     k = _curves(splits, "recall", "precision", ax, "#c0504d")
     base = summary.get("ap_baseline_mean")
@@ -129,17 +107,13 @@ def plot_pr(splits, path: str | Path, summary: dict) -> Path | None:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{k} split(s): AP {_pm(summary.get('ap_mean'), summary.get('ap_sem'))}", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    _save(fig, Path(path))
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _img(out: Path, name: str | None, alt: str) -> str:
     if not name or not (out / name).is_file():
         return ""
-    b64 = base64.b64encode((out / name).read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+    return embed_png(out / name, alt)
 
 
 def interaction_html(out: str | Path, s: dict) -> str:

@@ -10,31 +10,21 @@
 """
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from lmi_distributed.report import _fmt, _save_fig
+from lmi_distributed.report import _fmt, embed_png, pyplot, save_figure
 
 __all__ = ["plot_dpi", "plot_pmi_embedding", "plot_pmi_pseudotime", "lineage_html"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_dpi(dpi, path: str | Path) -> Path:
     """Bar pairs I(long) vs I(short) per comparison (bits, +- SEM), verdict in the title of each
     group; truth as black ticks when known. Untested comparisons are drawn empty, marked 'not tested'."""
-    plt = _plt()
+    plt = pyplot()
     n = len(dpi)
     fig, ax = plt.subplots(figsize=(max(4.5, 2.4 * n + 1.5), 4.2))
     xs = np.arange(n)
@@ -53,18 +43,14 @@ def plot_dpi(dpi, path: str | Path) -> Path:
     ax.set_ylabel("MI (bits)")
     ax.set_title("DPI tests: Markov predicts I(long) ≤ I(short)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    _save_fig(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_pmi_embedding(cells, embedding: Sequence[str], background: np.ndarray, path: str | Path,
                        title: str = "pMI (bits)") -> Path:
     """Scatter of ``cells`` (columns ``embedding`` + ``mean_pmi`` bits) on the 2-D embedding,
     coloured by mean pMI; ``background`` (n, 2): every cell of the matrix, drawn grey beneath."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     bg = np.asarray(background, dtype=float)
     ax.scatter(bg[:, 0], bg[:, 1], s=3, c="lightgrey", lw=0, label="other cells")
@@ -76,18 +62,14 @@ def plot_pmi_embedding(cells, embedding: Sequence[str], background: np.ndarray, 
     ax.set_xlabel(embedding[0])
     ax.set_ylabel(embedding[1])
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    _save_fig(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_pmi_pseudotime(rolled, pseudotime: str, window: int, path: str | Path,
                         title: str = "pMI along pseudotime") -> Path:
     """Per-cell mean pMI (bits, grey dots) against pseudotime and the ``rolling_pmi`` column (the
     centred rolling mean over ``window`` cells)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.scatter(rolled[pseudotime], rolled["mean_pmi"], s=4, c="grey", alpha=0.4, lw=0, label="cells")
     ax.plot(rolled[pseudotime], rolled["rolling_pmi"], color="#d95f02", lw=2,
@@ -97,16 +79,11 @@ def plot_pmi_pseudotime(rolled, pseudotime: str, window: int, path: str | Path,
     ax.set_ylabel("mean pMI (bits)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    _save_fig(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _img(path: Path) -> str:
-    b64 = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{b64}"></p>'
+    return f"<p>{embed_png(path, Path(path).stem)}</p>"
 
 
 def lineage_html(dpi, figures: list[Path], block: dict[str, Any]) -> str:

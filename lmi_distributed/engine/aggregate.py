@@ -287,5 +287,7 @@ def write_outputs(cfg: StudyConfig, out_dir: str | Path, tasks, *, run_info: dic
     if report:
         from lmi_distributed.report import write_report
 
-        write_report(out, pairs, summary, kind_html=kind_html)
+        from lmi_distributed.report_attribution import attribution_html
+
+        write_report(out, pairs, summary, sections_html=attribution_html(out, summary) + kind_html)
     return summary
