@@ -11,7 +11,6 @@ import importlib.util
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "knn_counts", "knn_counts_batched", "ksg_pmi_batched",
+__all__ = ["knn_counts", "knn_counts_batched", "ksg_pmi_batched",
            "permutation_null", "KERNEL_SOURCE"]
 
 KERNEL_SOURCE = r"""
