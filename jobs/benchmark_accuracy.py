@@ -8,6 +8,8 @@ Cases (generators in ``lmi_distributed.synthetic``; truth in bits):
 - ``lowvar``: dependence in 1-4 directions among 100-1000 carrying 1% of the variance, rotated
   and warped;
 - ``indep``: independent low-rank / heavy-tailed variables (truth 0);
+- ``digits``: paper 3.2, 8x8 digit images resampled by a correlated pair of labels (discrete truth);
+- ``markov``: two variables of the Gaussian AR(1) chain (``gaussian_markov_chain``) at a lag;
 - ``bmi``: the public BMI benchmark's tasks (``--bmi DIR`` of .npz files written by
   ``jobs/bmi_sample.py`` in ``.venv-bmi``; truth converted from nats to bits there).
 
@@ -55,6 +57,8 @@ QUICK_CASES = [
     ("lowvar", dict(d=100, n_dir=2, bits=1.0, var_fraction=0.01)),
     ("indep", dict(d=100, kind="low_rank")),
     ("indep", dict(d=100, kind="heavy_tailed")),
+    ("digits", dict(rho=0.8)),
+    ("markov", dict(d=20, k=2, rho=0.8, lag=1)),
 ]
 FULL_CASES = (
     [("gauss", dict(d=d, k=k, bits=1.0)) for d in (10, 100, 1000, 5000) for k in (1, 2, 4)]
@@ -62,6 +66,8 @@ FULL_CASES = (
     + [("rotwarp", dict(d=d, k=k, bits=1.0)) for d in (10, 100, 1000) for k in (1, 4)]
     + [("lowvar", dict(d=d, n_dir=nd, bits=1.0, var_fraction=0.01)) for d in (100, 1000) for nd in (1, 4)]
     + [("indep", dict(d=d, kind=kind)) for d in (100, 1000) for kind in ("low_rank", "heavy_tailed")]
+    + [("digits", dict(rho=r)) for r in (0.5, 0.8)]
+    + [("markov", dict(d=d, k=2, rho=0.8, lag=lag)) for d in (20, 100) for lag in (1, 2)]
 )
 
 
@@ -72,6 +78,10 @@ def case_name(family: str, p: dict) -> str:
         return f"lowvar d={p['d']} dirs={p['n_dir']} {p['bits']:g}b {100 * p['var_fraction']:g}%var"
     if family == "indep":
         return f"indep d={p['d']} {p['kind']}"
+    if family == "digits":
+        return f"digits 0/1 rho={p['rho']:g}"
+    if family == "markov":
+        return f"markov d={p['d']} k={p['k']} rho={p['rho']:g} lag={p['lag']}"
     return f"bmi {p['task']}"
 
 
@@ -85,6 +95,11 @@ def make(family: str, p: dict, n: int, seed: int) -> tuple[np.ndarray, np.ndarra
         return synthetic.low_variance_dependence(n, p["d"], p["n_dir"], p["bits"], seed, p["var_fraction"])
     if family == "indep":
         return synthetic.independent_structured(n, p["d"], p["kind"], seed)
+    if family == "digits":
+        return synthetic.digits_label_benchmark(n, p["rho"], seed)
+    if family == "markov":
+        vs, truth = synthetic.gaussian_markov_chain(n, p["lag"] + 1, p["k"], p["d"], p["rho"], seed)
+        return vs[0], vs[p["lag"]], float(truth[0, p["lag"]])
     if family == "bmi":
         z = np.load(p["files"][seed])
         if z["X"].shape[0] < n:
@@ -164,6 +179,60 @@ def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidde
     return mis, ["ok" if np.isfinite(m) else "nan" for m in mis], dt
 
 
+#: null pairs of the FPR check, cycled: independent structured variables (truth 0)
+FPR_KINDS = (("indep", dict(d=100, kind="low_rank")), ("indep", dict(d=100, kind="heavy_tailed")))
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion k/n."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ph = k / n
+    den = 1 + z * z / n
+    mid = (ph + z * z / (2 * n)) / den
+    half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return float(mid - half), float(mid + half)
+
+
+def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alpha: float = 0.05) -> dict:
+    """False-positive rate of the latent-permutation p-value over ``n_pairs`` independent pairs.
+
+    Pair i is ``FPR_KINDS[i % len]`` drawn with data seed 1000 + i and trained with pair seed i
+    (all pairs in one ``estimate_many`` call, batched by shape); its p-value is
+    ``(1 + #{null >= MI}) / (1 + n_perm)`` from ``result_latent_null`` (``n_perm`` permutations of
+    the held-out Y latents, seed 10_000 + i), as ``lmi.pairwise`` computes it. Returns the FPR at
+    ``alpha`` with its 95% Wilson interval, a Kolmogorov-Smirnov test of the p-values against
+    Uniform(0, 1), and per-pair rows."""
+    from scipy import stats as st
+
+    from lmi_distributed.estimators.api import estimate_many
+    from lmi_distributed.estimators.permutation import result_latent_null
+    from lmi_distributed.stats import permutation_pvalue
+
+    data = [make(*FPR_KINDS[i % len(FPR_KINDS)], n, 1000 + i) for i in range(n_pairs)]
+    t0 = time.perf_counter()
+    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=list(range(n_pairs)), validate=False, **settings)
+    t_train = time.perf_counter() - t0
+    rows = []
+    for i, r in enumerate(res):
+        null = result_latent_null(r, n_permutations=n_perm, seed=10_000 + i)
+        rows.append({"pair": i, "kind": case_name(*FPR_KINDS[i % len(FPR_KINDS)]), "estimate": r.mi,
+                     "status": r.status, "p": permutation_pvalue(r.mi, null),
+                     "null_mean": float(np.nanmean(null)) if r.status == "ok" else float("nan")})
+    ps = np.array([r["p"] for r in rows if r["status"] == "ok"])
+    k = int(np.sum(ps <= alpha))
+    lo, hi = wilson(k, ps.size)
+    out = {"method": method, "n_pairs": n_pairs, "n_ok": int(ps.size), "n_permutations": n_perm,
+           "alpha": alpha, "fpr": k / ps.size if ps.size else float("nan"), "fpr_ci95": [lo, hi],
+           "ks_uniform_p": float(st.kstest(ps, "uniform").pvalue) if ps.size else float("nan"),
+           "median_estimate": float(np.median([r["estimate"] for r in rows if r["status"] == "ok"])),
+           "seconds": time.perf_counter() - t0, "train_seconds": t_train, "rows": rows}
+    print(f"FPR {method:<14} {k}/{ps.size} = {out['fpr']:.3f} at alpha {alpha} (95% CI {lo:.3f}-{hi:.3f}), "
+          f"KS p {out['ks_uniform_p']:.2f}, median MI {out['median_estimate']:.3f} bits "
+          f"[{out['seconds']:.0f} s]", flush=True)
+    return out
+
+
 def summarise(rows: list[dict], truth: float) -> dict:
     """Median |error| over seeds whose status is ok; NaN (flagged) when none is."""
     errs = [abs(r["estimate"] - truth) for r in rows if r["status"] == "ok" and np.isfinite(r["estimate"])]
@@ -193,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
+                    help="instead of the suite: false-positive rate of the latent-permutation p-value "
+                         "over N_PAIRS independent pairs (>= 100 for the issue's check)")
+    ap.add_argument("--permutations", type=int, default=199, help="latent permutations per pair (--fpr)")
     ap.add_argument("--table", type=Path, nargs="+", default=None,
                     help="no run: merge these result JSONs (e.g. one per method, run in parallel) and "
                          "print the table; with --out, write the merged JSON there")
@@ -226,6 +299,17 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"paper": base, "paper_last": {**base, "restore_best": False},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature}}
+    if a.fpr:
+        out_path = a.out or ROOT / "jobs" / "results" / ("benchmark_accuracy_fpr" + ("_quick" if a.quick else "") + ".json")
+        runs = [run_fpr(m + a.label, settings[m], a.fpr, n, a.permutations)
+                for m in methods if m != "latentmi"]
+        meta = {"label": a.label, "n": n, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
+                "methods": [m + a.label for m in methods if m != "latentmi"], "settings": settings,
+                "threads": a.threads, "quick": a.quick, "fpr_kinds": [case_name(*c) for c in FPR_KINDS]}
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps({"meta": meta, "fpr": runs}, indent=1))
+        print(f"wrote {out_path}")
+        return
     out_path = a.out or ROOT / "jobs" / "results" / (
         "benchmark_accuracy" + ("_quick" if a.quick else "") + ("_bmi" if a.only == "bmi" else "") + ".json")
     meta = {"label": a.label, "n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
