@@ -18,7 +18,8 @@ same keeping the last epoch's weights, latentmi's effective behaviour), ``contra
 (the same plus the InfoNCE term on the latents, ``contrastive_weight``/``contrastive_temperature``;
 estimators/contrastive.py), ``latentmi`` (the reference library in ``.venv-latentmi``, a
 subprocess, same N, epochs and patience). All seeds of a case train as one batch
-(``estimate_many``). Per case and method: the median |estimate - truth| over seeds and the seconds.
+(``estimate_many``). ``paper_avg2`` / ``contrastive_avg2``: the mean of two trainings per sample
+(pair seeds s and s + 100000: another split, init and order; twice the cost). Per case and method: the median |estimate - truth| over seeds and the seconds.
 
     nice -n 10 python jobs/benchmark_accuracy.py --quick                 # minutes per method
     nice -n 10 python jobs/benchmark_accuracy.py --quick --bmi runs/bmi_tasks --only bmi
@@ -46,7 +47,10 @@ from lmi_distributed import synthetic  # noqa: E402
 
 #: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
 #: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
-METHODS = ("paper", "paper_last", "contrastive", "latentmi")
+METHODS = ("paper", "paper_last", "contrastive", "paper_avg2", "contrastive_avg2", "latentmi")
+
+#: pair-seed offset of the second training of an ``*_avg2`` method (another split, init, order)
+AVG_SEED_OFFSET = 100_000
 
 #: (family, params) of the quick and the full suite
 QUICK_CASES = [
@@ -124,12 +128,40 @@ def bmi_cases(folder: Path, seeds: list[int]) -> list[tuple[str, dict]]:
     return out
 
 
-def run_ours(data: list, seeds: list[int], settings: dict) -> tuple[list[float], list[str], float]:
+def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = ()
+             ) -> tuple[list[float], list[str], float] | tuple[list[float], list[str], float, dict]:
+    """Our estimate of every sample (one batch). ``repeats`` > 1 (the ``*_avg2`` methods): each sample
+    is trained ``repeats`` times with pair seeds s, s + AVG_SEED_OFFSET, ... (another split, init and
+    minibatch order) and the estimates averaged; not ok if any training is not ok.
+    ``ks``: also KSG at these k on the same held-out latents (no retraining; the KSG-k ablation);
+    then a fourth value ``{k: estimates}`` is returned."""
     from lmi_distributed.estimators.api import estimate_many
+    from lmi_distributed.estimators.ksg import ksg_mi
 
     t0 = time.perf_counter()
-    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, validate=False, **settings)
-    return [r.mi for r in res], [r.status for r in res], time.perf_counter() - t0
+    all_seeds = [s + r * AVG_SEED_OFFSET for r in range(repeats) for s in seeds]
+    res = estimate_many([(X, Y) for _ in range(repeats) for X, Y, _ in data], seeds=all_seeds,
+                        validate=False, **settings)
+    n = len(seeds)
+    mis, sts = [], []
+    for i in range(n):
+        group = [res[r * n + i] for r in range(repeats)]
+        bad = [g.status for g in group if g.status != "ok"]
+        sts.append(bad[0] if bad else "ok")
+        mis.append(float("nan") if bad else float(np.mean([g.mi for g in group])))
+    dt = time.perf_counter() - t0
+    if not ks:
+        return mis, sts, dt
+    by_k = {}
+    for kk in ks:
+        vals = []
+        for i in range(n):
+            group = [res[r * n + i] for r in range(repeats)]
+            vals.append(float("nan") if sts[i] != "ok" else float(np.mean(
+                [ksg_mi(g.zx[g.test_idx].astype(np.float64), g.zy[g.test_idx].astype(np.float64), k=kk)
+                 for g in group])))
+        by_k[kk] = vals
+    return mis, sts, dt, by_k
 
 
 LATENTMI_SCRIPT = r"""
@@ -262,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--ksg-k", default="",
+                    help="comma list of KSG k: also report our methods with KSG at these k on the same "
+                         "latents (method name + '_ksgk<k>'; no retraining)")
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
                          "over N_PAIRS independent pairs (>= 100 for the issue's check)")
@@ -285,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     patience = a.patience or (10 if a.quick else 30)
     seeds = list(range(n_seeds))
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    ks = tuple(int(v) for v in a.ksg_k.split(",") if v.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"unknown methods {bad}; expected some of {', '.join(METHODS)}")
@@ -301,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
                                 "contrastive_temperature": a.contrastive_temperature}}
     if a.fpr:
         out_path = a.out or ROOT / "jobs" / "results" / ("benchmark_accuracy_fpr" + ("_quick" if a.quick else "") + ".json")
+        if any(m.endswith("_avg2") for m in methods):
+            raise SystemExit("--fpr: the *_avg2 methods have no latent null of their own")
         runs = [run_fpr(m + a.label, settings[m], a.fpr, n, a.permutations)
                 for m in methods if m != "latentmi"]
         meta = {"label": a.label, "n": n, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
@@ -313,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     out_path = a.out or ROOT / "jobs" / "results" / (
         "benchmark_accuracy" + ("_quick" if a.quick else "") + ("_bmi" if a.only == "bmi" else "") + ".json")
     meta = {"label": a.label, "n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
-            "methods": methods,
+            "methods": methods, "ksg_k": list(ks),
+            "method_keys": [m + a.label for m in methods]
+            + [f"{m}{a.label}_ksgk{kk}" for m in methods if m != "latentmi" for kk in ks],
             "settings": settings, "threads": a.threads, "quick": a.quick}
     print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
           f"lr {lr:g}, methods {methods}", flush=True)
@@ -328,7 +368,13 @@ def main(argv: list[str] | None = None) -> None:
             if m == "latentmi":
                 mis, sts, dt = run_latentmi(data, seeds, epochs, patience, hidden, lr)
             else:
-                mis, sts, dt = run_ours(data, seeds, settings[m])
+                out = run_ours(data, seeds, settings[m.removesuffix("_avg2")],
+                               repeats=2 if m.endswith("_avg2") else 1, ks=ks)
+                mis, sts, dt = out[:3]
+                for kk, vals in (out[3].items() if ks else ()):
+                    krows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, vals, sts)]
+                    entry["methods"][f"{m}{a.label}_ksgk{kk}"] = {"rows": krows, "seconds": dt,
+                                                                   **summarise(krows, truth)}
             rows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, mis, sts)]
             key = m + a.label
             entry["methods"][key] = {"rows": rows, "seconds": dt, **summarise(rows, truth)}
@@ -337,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(entry)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps({"meta": meta, "cases": results}, indent=1))   # after every case
-    print_table(results, [m + a.label for m in methods])
+    print_table(results, meta["method_keys"])
     print(f"wrote {out_path}")
 
 
@@ -347,8 +393,8 @@ def merge(runs: list[dict]) -> dict:
     cases: dict[str, dict] = {}
     methods: list[str] = []
     for r in runs:
-        for m in r["meta"]["methods"]:
-            m += r["meta"].get("label", "")
+        keys = r["meta"].get("method_keys") or [m + r["meta"].get("label", "") for m in r["meta"]["methods"]]
+        for m in keys:
             if m not in methods:
                 methods.append(m)
         for c in r["cases"]:
