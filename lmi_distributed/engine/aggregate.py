@@ -72,6 +72,10 @@ def _status_of(obs, n_stored: int, n_planned: int, replicates: int) -> tuple[str
         return "missing", f"no task of this pair is stored (0 of {n_planned}); rerun to finish"
     if n_stored < n_planned:
         return "incomplete", f"{n_stored} of {n_planned} task(s) stored; rerun to finish"
+    noted = obs[obs["detail"].fillna("") != ""] if len(obs) and "detail" in obs else obs.iloc[:0]
+    if len(noted):   # an ok estimate with a caution (e.g. tied latents): keep the first one
+        first = noted.iloc[0]
+        return "ok", f"replicate {int(first['replicate'])}: {first['detail']}"
     return "ok", ""
 
 

@@ -60,7 +60,7 @@ class LMIResult:
     seed: int
     settings: LMISettings = field(repr=False)
     status: str = "ok"           # one of STATUSES; anything but "ok" comes with mi = NaN
-    detail: str = ""             # why the status is not "ok" (empty when ok)
+    detail: str = ""             # why the status is not "ok"; for an ok result a caution or empty
     #: the pair's trained encoder weights ({"ex.0.w": (1, in, out) tensor, ...} on the CPU, and the
     #: NetSpec) when asked for (``LMI.fit``); None otherwise and for pairs that never trained
     encoders: Any = field(default=None, repr=False, compare=False)
@@ -303,6 +303,8 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
             jittered = ksg.add_noise([zx_te[p].astype(np.float64), zy_te[p].astype(np.float64)],
                                      s.ksg_noise, derive_seed(seed, "ksg"))
             status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k, jittered=tuple(jittered))
+            if status == "ok":
+                detail = diagnostics.marginal_ties(*jittered)
         fitted.append((zx, zy, status, detail, jittered))
 
     ok_slots = [p for p in range(P) if fitted[p][2] == "ok"]
@@ -327,7 +329,7 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
         out[live[p]] = LMIResult(mi=float(np.mean(pmi_te)), pmi=pmi, train_idx=tr[p].copy(),
-                                 test_idx=te[p].copy(), seed=seed, settings=s, **common)
+                                 test_idx=te[p].copy(), seed=seed, settings=s, detail=detail, **common)
     return out  # type: ignore[return-value]
 
 
@@ -420,7 +422,8 @@ def estimate_many(
     ``validate=True``: bad or degenerate input raises :class:`InputError` naming the pair, for
     every pair before any training. ``validate=False`` (the engine's batches): such a pair gets
     status "failed" (bad arrays) or "degenerate" with NaN MI, and the others train as usual.
-    Every result that is not "ok" also emits an :class:`~lmi_distributed.errors.LMIWarning`.
+    Every result that is not "ok" also emits an :class:`~lmi_distributed.errors.LMIWarning`, and so
+    does an ok result with a caution in its ``detail`` (tied latents, :func:`.diagnostics.marginal_ties`).
     ``ids``: per pair ``(x_ids, y_ids)`` (two (N,) arrays) or None; needed by ``split="ids"``
     (held-out ids, :mod:`.id_split`), whose pairs batch by equal half sizes.
     """
@@ -432,6 +435,8 @@ def estimate_many(
         if r.status != "ok":
             warnings.warn(f"pair {i} (seed {r.seed}): status {r.status!r}, MI is NaN: {r.detail}",
                           LMIWarning, stacklevel=2)
+        elif r.detail:
+            warnings.warn(f"pair {i} (seed {r.seed}): MI {r.mi:.4g} bits, {r.detail}", LMIWarning, stacklevel=2)
     return results
 
 

@@ -243,6 +243,8 @@ class LMI(BaseEstimator):
         if res.status != "ok":
             warnings.warn(f"LMI fit (seed {seed}): status {res.status!r}, MI is NaN: {res.detail}",
                           LMIWarning, stacklevel=2)
+        elif res.detail:
+            warnings.warn(f"LMI fit (seed {seed}): MI {res.mi:.4g} bits, {res.detail}", LMIWarning, stacklevel=2)
         # the same checks fit just passed; z-score statistics of the rows the network saw
         X, Y = _check_variable(X, "X"), _check_variable(Y, "Y")
         self._set_fitted(res, Standardizer.fit(X, s.clip), Standardizer.fit(Y, s.clip))

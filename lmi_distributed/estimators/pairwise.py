@@ -262,7 +262,11 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
             continue
         mi = np.array([res.mi for _, res, _ in reps])
         est = float(np.mean(mi))
-        row.update(estimate=est, sem=stats.sem(mi), status="ok", detail="")
+        noted = [(r, res) for r, res, _ in reps if res.detail]   # ok with a caution (tied latents)
+        row.update(estimate=est, sem=stats.sem(mi), status="ok",
+                   detail=f"replicate {noted[0][0]}: {noted[0][1].detail}" if noted else "")
+        if noted:
+            warnings.warn(f"pair {x}~{y}: estimate {est:.4g} bits, {row['detail']}", LMIWarning, stacklevel=2)
         lnull = None
         if n_permutations:
             lnull = stats.null_of_means(np.stack([nl for *_, nl in reps]))
