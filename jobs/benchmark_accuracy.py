@@ -18,7 +18,8 @@ same keeping the last epoch's weights, latentmi's effective behaviour), ``contra
 (the same plus the InfoNCE term on the latents, ``contrastive_weight``/``contrastive_temperature``;
 estimators/contrastive.py), ``latentmi`` (the reference library in ``.venv-latentmi``, a
 subprocess, same N, epochs and patience). All seeds of a case train as one batch
-(``estimate_many``). ``paper_avg2`` / ``contrastive_avg2``: the mean of two trainings per sample
+(``estimate_many``). ``paper_noise``: the paper's settings with
+latentmi's KSG tie-breaking jitter (``ksg_noise=1e-10``, seeded). ``paper_avg2`` / ``contrastive_avg2``: the mean of two trainings per sample
 (pair seeds s and s + 100000: another split, init and order; twice the cost). Per case and method: the median |estimate - truth| over seeds and the seconds.
 
     nice -n 10 python jobs/benchmark_accuracy.py --quick                 # minutes per method
@@ -47,7 +48,7 @@ from lmi_distributed import synthetic  # noqa: E402
 
 #: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
 #: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
-METHODS = ("paper", "paper_last", "contrastive", "paper_avg2", "contrastive_avg2", "latentmi")
+METHODS = ("paper", "paper_last", "paper_noise", "contrastive", "paper_avg2", "contrastive_avg2", "latentmi")
 
 #: pair-seed offset of the second training of an ``*_avg2`` method (another split, init, order)
 AVG_SEED_OFFSET = 100_000
@@ -333,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no case selected")
     base = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
     settings = {"paper": base, "paper_last": {**base, "restore_best": False},
+                "paper_noise": {**base, "ksg_noise": 1e-10},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature}}
     if a.fpr:
