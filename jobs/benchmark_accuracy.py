@@ -227,10 +227,12 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return float(mid - half), float(mid + half)
 
 
-def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alpha: float = 0.05) -> dict:
+def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alpha: float = 0.05,
+            start: int = 0) -> dict:
     """False-positive rate of the latent-permutation p-value over ``n_pairs`` independent pairs.
 
-    Pair i is ``FPR_KINDS[i % len]`` drawn with data seed 1000 + i and trained with pair seed i
+    Pair i (``start`` <= i < ``start + n_pairs``; runs with disjoint ranges can be pooled) is
+    ``FPR_KINDS[i % len]`` drawn with data seed 1000 + i and trained with pair seed i
     (all pairs in one ``estimate_many`` call, batched by shape); its p-value is
     ``(1 + #{null >= MI}) / (1 + n_perm)`` from ``result_latent_null`` (``n_perm`` permutations of
     the held-out Y latents, seed 10_000 + i), as ``lmi.pairwise`` computes it. Returns the FPR at
@@ -242,12 +244,13 @@ def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alph
     from lmi_distributed.estimators.permutation import result_latent_null
     from lmi_distributed.stats import permutation_pvalue
 
-    data = [make(*FPR_KINDS[i % len(FPR_KINDS)], n, 1000 + i) for i in range(n_pairs)]
+    ids = list(range(start, start + n_pairs))
+    data = [make(*FPR_KINDS[i % len(FPR_KINDS)], n, 1000 + i) for i in ids]
     t0 = time.perf_counter()
-    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=list(range(n_pairs)), validate=False, **settings)
+    res = estimate_many([(X, Y) for X, Y, _ in data], seeds=ids, validate=False, **settings)
     t_train = time.perf_counter() - t0
     rows = []
-    for i, r in enumerate(res):
+    for i, r in zip(ids, res):
         null = result_latent_null(r, n_permutations=n_perm, seed=10_000 + i)
         rows.append({"pair": i, "kind": case_name(*FPR_KINDS[i % len(FPR_KINDS)]), "estimate": r.mi,
                      "status": r.status, "p": permutation_pvalue(r.mi, null),
@@ -255,7 +258,7 @@ def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alph
     ps = np.array([r["p"] for r in rows if r["status"] == "ok"])
     k = int(np.sum(ps <= alpha))
     lo, hi = wilson(k, ps.size)
-    out = {"method": method, "n_pairs": n_pairs, "n_ok": int(ps.size), "n_permutations": n_perm,
+    out = {"method": method, "n_pairs": n_pairs, "start": start, "n": n, "n_ok": int(ps.size), "n_permutations": n_perm,
            "alpha": alpha, "fpr": k / ps.size if ps.size else float("nan"), "fpr_ci95": [lo, hi],
            "ks_uniform_p": float(st.kstest(ps, "uniform").pvalue) if ps.size else float("nan"),
            "median_estimate": float(np.median([r["estimate"] for r in rows if r["status"] == "ok"])),
@@ -301,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
                          "over N_PAIRS independent pairs (>= 100 for the issue's check)")
+    ap.add_argument("--fpr-start", type=int, default=0, help="first null pair index (--fpr; pool disjoint runs)")
     ap.add_argument("--permutations", type=int, default=199, help="latent permutations per pair (--fpr)")
     ap.add_argument("--table", type=Path, nargs="+", default=None,
                     help="no run: merge these result JSONs (e.g. one per method, run in parallel) and "
@@ -341,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         out_path = a.out or ROOT / "jobs" / "results" / ("benchmark_accuracy_fpr" + ("_quick" if a.quick else "") + ".json")
         if any(m.endswith("_avg2") for m in methods):
             raise SystemExit("--fpr: the *_avg2 methods have no latent null of their own")
-        runs = [run_fpr(m + a.label, settings[m], a.fpr, n, a.permutations)
+        runs = [run_fpr(m + a.label, settings[m], a.fpr, n, a.permutations, start=a.fpr_start)
                 for m in methods if m != "latentmi"]
         meta = {"label": a.label, "n": n, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
                 "methods": [m + a.label for m in methods if m != "latentmi"], "settings": settings,
