@@ -26,7 +26,7 @@ Thresholds and why:
   held-out rows share their X latent or their Y latent exactly with another row (discrete or
   duplicated input: resampled digit images, repeated sequences), strict counts leave out every
   point tied at exactly the k-th joint distance and MI comes out too high: on the digits benchmark
-  (paper 3.2; two thirds of the latent rows tied) 0.63-0.65 bits against a truth of 0.53, and
+  (paper 3.2; ~95% of the held-out latent rows tied) 0.63-0.65 bits against a truth of 0.53, and
   0.55-0.57 with ``ksg_noise=1e-10``. The estimate stays "ok" with the caution in ``detail``
   (:func:`marginal_ties`) and an ``LMIWarning``.
 - collapse: a latent dimension is collapsed when its held-out standard deviation is at most
@@ -44,7 +44,7 @@ __all__ = ["COLLAPSE_RTOL", "MARGINAL_TIE_FRACTION", "marginal_ties", "row_multi
 #: a latent dim is collapsed when held-out std <= COLLAPSE_RTOL * max |value| (~84 float32 ulps)
 COLLAPSE_RTOL = 1e-5
 #: share of held-out rows whose X or Y latent has an exact duplicate above which an ok estimate
-#: carries a tie caution (continuous latents have none; the digits benchmark has ~67%)
+#: carries a tie caution (continuous latents have none; the digits benchmark has ~95%)
 MARGINAL_TIE_FRACTION = 0.05
 
 
