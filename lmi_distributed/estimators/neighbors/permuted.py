@@ -7,11 +7,11 @@ Permutation π then needs, for every row i,
 
 - eps_i: the k-th smallest joint distance D_ij = max(dx(i, j), dy(π(i), π(j))), j ≠ i. Row i's
   x list gives candidates j in ascending dx; row π(i)'s y list gives candidates l = π(j) in
-  ascending dy (j = π⁻¹(l)). The two lists are read alternately and every new candidate's D
-  computed exactly (the known side from the list, the other side from the coordinates); a
-  point not yet read from the x list has D >= dx >= the next x distance, likewise for y, so
-  as soon as the next distance of either list reaches the current k-th best, that k-th best
-  is eps_i exactly (ties included: it is the k-th smallest value of the multiset).
+  ascending dy (j = π⁻¹(l)). ONE of them is read, the sparser at rank ``MRANK`` (fewer
+  candidates below the radius), and every candidate's D computed exactly (the known side from
+  the list, the other side from the coordinates); a point not yet read has D >= the list's next
+  distance, so as soon as that reaches the current k-th best, the k-th best is eps_i exactly
+  (ties included: it is the k-th smallest value of the multiset).
 - n_x,i = #{j ≠ i: dx(i, j) < eps_i}: a left binary search in row i's sorted x distances;
   n_y,i = #{j ≠ i: dy(π(i), π(j)) < eps_i} = #{l ≠ π(i): dy(π(i), l) < eps_i}: the same in
   row π(i)'s sorted y distances (a count needs no permuting).
@@ -150,39 +150,29 @@ if HAVE_NUMBA:
             for j in range(n):
                 for c in range(y.shape[1]):
                     yp[j, c] = y[p[j], c]
-            stamp = np.full(n, -1, dtype=np.int32)
             best = np.empty(kth, dtype=np.float64)
             for i in range(n):
                 pi = p[i]
-                stamp[i] = i
-                # seed: the first kth entries of i's x list (every j there has its exact D)
-                for t in range(kth):
-                    best[t] = np.inf
-                kx = min(kth, ls)
-                for t in range(kx):
-                    j = ox[i, t]
-                    stamp[j] = i
-                    cur = best[kth - 1]
-                    dist = max(sx[i, t], _cheb(yp[j], yp[i]))
-                    if dist < cur:
-                        _insert_best(best, dist)
-                cur = best[kth - 1]
-                # then read the one list with fewer entries below the current radius; it stops
-                # at its first entry >= the (falling) radius: every unread j has D >= radius
-                # (the sparser side at rank m has fewer points within any radius below there)
+                # read the one list with fewer entries below the radius (the sparser side at
+                # rank m has fewer points within any radius below there): its first kth entries
+                # seed the k best (every j read gets its exact D), then it stops at its first
+                # entry >= the (falling) k-th best: every unread j has D >= that entry. One list,
+                # read once, holds no point twice: nothing to mark as seen.
                 use_x = mq < 0 or kx_[i, mq] >= ky_[pi, mq]
                 if use_x:
                     srow = sx[i]
                     orow = ox[i]
                     frow = fsx[i]
                     forow = fox[i]
-                    t = kx
                 else:
                     srow = sy[pi]
                     orow = oy[pi]
                     frow = fsy[pi]
                     forow = foy[pi]
-                    t = 0
+                for t in range(kth):
+                    best[t] = np.inf
+                cur = np.inf
+                t = 0
                 stopped = False
                 while t < lf:
                     if t < ls:
@@ -194,15 +184,11 @@ if HAVE_NUMBA:
                     if dd >= cur:
                         stopped = True
                         break
-                    j = jj if use_x else pinv[jj]
                     t += 1
-                    if stamp[j] == i:
-                        continue
-                    stamp[j] = i
                     if use_x:
-                        dist = max(dd, _cheb(yp[j], yp[i]))
+                        dist = max(dd, _cheb(yp[jj], yp[i]))
                     else:
-                        dist = max(dd, _cheb(x[j], x[i]))
+                        dist = max(dd, _cheb(x[pinv[jj]], x[i]))
                     if dist < cur:
                         _insert_best(best, dist)
                         cur = best[kth - 1]
