@@ -72,6 +72,52 @@ if HAVE_NUMBA:
             out[a, i] = np.inf  # self excluded by index: sorts last, dropped
         return out
 
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def _distance_keys(pts, r0, r1, bits):  # pragma: no cover - jitted
+        # _distance_rows (same arithmetic), and (r1 - r0, N) uint64 sort keys: the distance's bit pattern (in the
+        # order of the distances: they are >= 0) with its low ``bits`` replaced by the point j
+        n = pts.shape[0]
+        d = pts.shape[1]
+        rows = np.empty((r1 - r0, n), dtype=np.float64)
+        keys = np.empty((r1 - r0, n), dtype=np.uint64)
+        hi = ~np.uint64((1 << bits) - 1)
+        for a in nb.prange(r1 - r0):
+            i = r0 + a
+            for j in range(n):
+                m = 0.0
+                for c in range(d):
+                    t = abs(pts[j, c] - pts[i, c])
+                    if t > m:
+                        m = t
+                rows[a, j] = m
+            rows[a, i] = np.inf  # self excluded by index: sorts last, dropped
+            v = rows[a].view(np.uint64)
+            for j in range(n):
+                keys[a, j] = (v[j] & hi) | np.uint64(j)
+        return rows, keys
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def _decode_rows(keys, rows, bits, dist, idx):  # pragma: no cover - jitted
+        # keys (R, >= L) uint64 ascending per row, key = (distance bits with the low ``bits``
+        # cleared) | point; rows (R, N) the exact distances. Writes dist/idx (R, L): the points
+        # of the keys in order, made exactly ascending by insertion (only distances that agree
+        # but for their low ``bits`` mantissa bits can be out of order; equal ones keep the
+        # key order, i.e. point order)
+        mask = np.uint64((1 << bits) - 1)
+        for a in nb.prange(dist.shape[0]):
+            drow = dist[a]
+            irow = idx[a]
+            for t in range(drow.shape[0]):
+                j = np.int32(keys[a, t] & mask)
+                dv = rows[a, j]
+                s = t
+                while s > 0 and drow[s - 1] > dv:
+                    drow[s] = drow[s - 1]
+                    irow[s] = irow[s - 1]
+                    s -= 1
+                drow[s] = dv
+                irow[s] = j
+
     @nb.njit(inline="always", boundscheck=False)
     def _cheb(a, b):  # pragma: no cover - jitted
         # Chebyshev distance of the 1-D rows a and b, without data-dependent branches (short
@@ -232,7 +278,8 @@ class MarginalLists:
 
     pts (N, d) float64. ``dist`` (N, L) float64 ascending per row, ``idx`` (N, L) int32 the
     points (self excluded by index; equal distances in index order). L = N − 1 unless
-    ``ncols`` truncates the lists.
+    ``ncols`` truncates the lists (then the L nearest; which of the points tied at the cut
+    is kept is not specified).
     """
 
     def __init__(self, pts: np.ndarray, ncols: int | None = None):
@@ -241,18 +288,22 @@ class MarginalLists:
         ncols = n - 1 if ncols is None else int(min(max(ncols, 1), n - 1))
         self.dist = np.empty((n, ncols), dtype=np.float64)
         self.idx = np.empty((n, ncols), dtype=np.int32)
-        step = max(1, (1 << 23) // max(n, 1))  # rows per block: ~64 MB of distances
+        # sort uint64 keys (SIMD in numpy): the distance's bits (non-negative floats order as
+        # their bit patterns) with the low ``bits`` replaced by the point, then exact fix-up
+        bits = max(1, (n - 1).bit_length())
+        hi = ~np.uint64((1 << bits) - 1)
+        step = max(1, (1 << 22) // max(n, 1))  # rows per block: ~32 MB of distances + 32 of keys
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
-            rows = _distance_rows(self.pts, r0, r1)
             if ncols < n - 1:  # truncated: the ncols smallest (a valid sorted prefix, ties too)
-                order = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
-                order = np.take_along_axis(
-                    order, np.argsort(np.take_along_axis(rows, order, axis=1), axis=1), axis=1)
+                rows = _distance_rows(self.pts, r0, r1)  # self: inf, sorts last, dropped
+                sel = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
+                keys = np.take_along_axis(rows, sel, axis=1).view(np.uint64) & hi
+                keys |= sel.astype(np.uint64)
             else:
-                order = np.argsort(rows, axis=1)[:, :ncols]
-            self.idx[r0:r1] = order
-            self.dist[r0:r1] = np.take_along_axis(rows, order, axis=1)
+                rows, keys = _distance_keys(self.pts, r0, r1, bits)
+            keys.sort(axis=1)
+            _decode_rows(keys, rows, bits, self.dist[r0:r1], self.idx[r0:r1])
         ls = min(ncols, SHORT_COLS)
         self.short_dist = np.ascontiguousarray(self.dist[:, :ls])
         self.short_idx = np.ascontiguousarray(self.idx[:, :ls])
