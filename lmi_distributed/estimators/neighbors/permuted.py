@@ -55,27 +55,10 @@ if HAVE_NUMBA:
     _insert_best = _tree.insert_best
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def _distance_rows(pts, r0, r1):  # pragma: no cover - jitted
-        # (r1 - r0, N) Chebyshev distances of rows r0..r1-1 to all points; self set to inf
-        n = pts.shape[0]
-        d = pts.shape[1]
-        out = np.empty((r1 - r0, n), dtype=np.float64)
-        for a in nb.prange(r1 - r0):
-            i = r0 + a
-            for j in range(n):
-                m = 0.0
-                for c in range(d):
-                    t = abs(pts[j, c] - pts[i, c])
-                    if t > m:
-                        m = t
-                out[a, j] = m
-            out[a, i] = np.inf  # self excluded by index: sorts last, dropped
-        return out
-
-    @nb.njit(parallel=True, cache=True, boundscheck=False)
     def _distance_keys(pts, r0, r1, bits):  # pragma: no cover - jitted
-        # _distance_rows (same arithmetic), and (r1 - r0, N) uint64 sort keys: the distance's bit pattern (in the
-        # order of the distances: they are >= 0) with its low ``bits`` replaced by the point j
+        # rows (r1 - r0, N) float64: Chebyshev distances of points r0..r1-1 to all points (self
+        # set to inf: sorts last, dropped), and keys (r1 - r0, N) uint64: each distance's bit
+        # pattern (ordered as the distances: they are >= 0) with its low ``bits`` replaced by j
         n = pts.shape[0]
         d = pts.shape[1]
         rows = np.empty((r1 - r0, n), dtype=np.float64)
@@ -278,8 +261,7 @@ class MarginalLists:
 
     pts (N, d) float64. ``dist`` (N, L) float64 ascending per row, ``idx`` (N, L) int32 the
     points (self excluded by index; equal distances in index order). L = N − 1 unless
-    ``ncols`` truncates the lists (then the L nearest; which of the points tied at the cut
-    is kept is not specified).
+    ``ncols`` truncates the lists to their first L entries.
     """
 
     def __init__(self, pts: np.ndarray, ncols: int | None = None):
@@ -295,15 +277,16 @@ class MarginalLists:
         step = max(1, (1 << 22) // max(n, 1))  # rows per block: ~32 MB of distances + 32 of keys
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
-            if ncols < n - 1:  # truncated: the ncols smallest (a valid sorted prefix, ties too)
-                rows = _distance_rows(self.pts, r0, r1)  # self: inf, sorts last, dropped
-                sel = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
-                keys = np.take_along_axis(rows, sel, axis=1).view(np.uint64) & hi
-                keys |= sel.astype(np.uint64)
-            else:
-                rows, keys = _distance_keys(self.pts, r0, r1, bits)
+            rows, keys = _distance_keys(self.pts, r0, r1, bits)
             keys.sort(axis=1)
-            _decode_rows(keys, rows, bits, self.dist[r0:r1], self.idx[r0:r1])
+            if ncols < n - 1:  # truncated: the first ncols of the exact full order
+                dist = np.empty((r1 - r0, n - 1), dtype=np.float64)
+                idx = np.empty((r1 - r0, n - 1), dtype=np.int32)
+                _decode_rows(keys, rows, bits, dist, idx)
+                self.dist[r0:r1] = dist[:, :ncols]
+                self.idx[r0:r1] = idx[:, :ncols]
+            else:
+                _decode_rows(keys, rows, bits, self.dist[r0:r1], self.idx[r0:r1])
         ls = min(ncols, SHORT_COLS)
         self.short_dist = np.ascontiguousarray(self.dist[:, :ls])
         self.short_idx = np.ascontiguousarray(self.idx[:, :ls])
