@@ -273,7 +273,6 @@ class MarginalLists:
         # sort uint64 keys (SIMD in numpy): the distance's bits (non-negative floats order as
         # their bit patterns) with the low ``bits`` replaced by the point, then exact fix-up
         bits = max(1, (n - 1).bit_length())
-        hi = ~np.uint64((1 << bits) - 1)
         step = max(1, (1 << 22) // max(n, 1))  # rows per block: ~32 MB of distances + 32 of keys
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
