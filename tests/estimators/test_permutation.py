@@ -217,3 +217,45 @@ def test_result_null_unchanged_by_the_lists(monkeypatch):
     assert calls == [1]
     assert np.isfinite(fast).all()
     np.testing.assert_array_equal(fast, slow)
+
+
+def test_mean_pmi_rows_equals_the_per_permutation_sum():
+    """The lists path's vectorised null (tabulated ψ, one numpy mean along rows) is the per-row
+    ``np.mean(pmi_from_counts(...))`` of the loop bit for bit, counts 0 and N - 1 included."""
+    from lmi_distributed.estimators.ksg import pmi_from_counts
+    from lmi_distributed.estimators.permutation import _mean_pmi_rows
+
+    rng = np.random.default_rng(3)
+    for n, k in ((4, 3), (9, 1), (1000, 3), (2049, 5)):
+        nx = rng.integers(0, n, size=(6, n))
+        ny = rng.integers(0, n, size=(6, n))
+        nx[0, 0], ny[0, 0], nx[1, 1], ny[1, 1] = 0, 0, n - 1, n - 1
+        expect = [float(np.mean(pmi_from_counts(k, n, nx[b] + 1, ny[b] + 1))) for b in range(6)]
+        got = _mean_pmi_rows(k, n, nx, ny)
+        assert got.shape == (6,) and got.dtype == np.float64
+        np.testing.assert_array_equal(got, expect)
+
+
+@pytest.mark.parametrize("n,d,decimals", [(2, 1, None), (5, 1, None), (300, 3, None), (400, 2, 1),
+                                          (400, 2, 0), (1000, 8, None)])
+def test_marginal_lists_equal_a_full_sort(n, d, decimals):
+    """The sorted lists (uint64 key sort, then the parallel exact fix-up) equal a stable full sort
+    of the (N, N) Chebyshev matrix, distances and points (ties in point order); truncated lists
+    are its first ncols columns."""
+    from lmi_distributed.estimators.neighbors import permuted
+
+    rng = np.random.default_rng(n + d)
+    x = rng.standard_normal((n, d))
+    if decimals is not None:  # many exact ties, and decimals=0 duplicate rows (distance 0)
+        x = np.round(x, decimals)
+    full = np.abs(x[:, None, :] - x[None, :, :]).max(axis=2)
+    np.fill_diagonal(full, np.inf)
+    order = np.argsort(full, axis=1, kind="stable")[:, :n - 1]
+    for cols in (None, 1, max(1, n // 3)):
+        lists = permuted.MarginalLists(x, cols)
+        m = lists.dist.shape[1]
+        assert m == (n - 1 if cols is None else min(cols, n - 1)) and lists.idx.dtype == np.int32
+        np.testing.assert_array_equal(lists.idx, order[:, :m])
+        np.testing.assert_array_equal(lists.dist, np.take_along_axis(full, order[:, :m], axis=1))
+        assert (lists.idx != np.arange(n)[:, None]).all()  # self excluded
+        np.testing.assert_array_equal(lists.short_dist, lists.dist[:, :lists.short_dist.shape[1]])

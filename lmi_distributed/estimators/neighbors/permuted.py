@@ -7,11 +7,11 @@ Permutation π then needs, for every row i,
 
 - eps_i: the k-th smallest joint distance D_ij = max(dx(i, j), dy(π(i), π(j))), j ≠ i. Row i's
   x list gives candidates j in ascending dx; row π(i)'s y list gives candidates l = π(j) in
-  ascending dy (j = π⁻¹(l)). The two lists are read alternately and every new candidate's D
-  computed exactly (the known side from the list, the other side from the coordinates); a
-  point not yet read from the x list has D >= dx >= the next x distance, likewise for y, so
-  as soon as the next distance of either list reaches the current k-th best, that k-th best
-  is eps_i exactly (ties included: it is the k-th smallest value of the multiset).
+  ascending dy (j = π⁻¹(l)). ONE of them is read, the sparser at rank ``MRANK`` (fewer
+  candidates below the radius), and every candidate's D computed exactly (the known side from
+  the list, the other side from the coordinates); a point not yet read has D >= the list's next
+  distance, so as soon as that reaches the current k-th best, the k-th best is eps_i exactly
+  (ties included: it is the k-th smallest value of the multiset).
 - n_x,i = #{j ≠ i: dx(i, j) < eps_i}: a left binary search in row i's sorted x distances;
   n_y,i = #{j ≠ i: dy(π(i), π(j)) < eps_i} = #{l ≠ π(i): dy(π(i), l) < eps_i}: the same in
   row π(i)'s sorted y distances (a count needs no permuting).
@@ -55,11 +55,15 @@ if HAVE_NUMBA:
     _insert_best = _tree.insert_best
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def _distance_rows(pts, r0, r1):  # pragma: no cover - jitted
-        # (r1 - r0, N) Chebyshev distances of rows r0..r1-1 to all points; self set to inf
+    def _distance_keys(pts, r0, r1, bits):  # pragma: no cover - jitted
+        # rows (r1 - r0, N) float64: Chebyshev distances of points r0..r1-1 to all points (self
+        # set to inf: sorts last, dropped), and keys (r1 - r0, N) uint64: each distance's bit
+        # pattern (ordered as the distances: they are >= 0) with its low ``bits`` replaced by j
         n = pts.shape[0]
         d = pts.shape[1]
-        out = np.empty((r1 - r0, n), dtype=np.float64)
+        rows = np.empty((r1 - r0, n), dtype=np.float64)
+        keys = np.empty((r1 - r0, n), dtype=np.uint64)
+        hi = ~np.uint64((1 << bits) - 1)
         for a in nb.prange(r1 - r0):
             i = r0 + a
             for j in range(n):
@@ -68,9 +72,34 @@ if HAVE_NUMBA:
                     t = abs(pts[j, c] - pts[i, c])
                     if t > m:
                         m = t
-                out[a, j] = m
-            out[a, i] = np.inf  # self excluded by index: sorts last, dropped
-        return out
+                rows[a, j] = m
+            rows[a, i] = np.inf  # self excluded by index: sorts last, dropped
+            v = rows[a].view(np.uint64)
+            for j in range(n):
+                keys[a, j] = (v[j] & hi) | np.uint64(j)
+        return rows, keys
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def _decode_rows(keys, rows, bits, dist, idx):  # pragma: no cover - jitted
+        # keys (R, >= L) uint64 ascending per row, key = (distance bits with the low ``bits``
+        # cleared) | point; rows (R, N) the exact distances. Writes dist/idx (R, L): the points
+        # of the keys in order, made exactly ascending by insertion (only distances that agree
+        # but for their low ``bits`` mantissa bits can be out of order; equal ones keep the
+        # key order, i.e. point order)
+        mask = np.uint64((1 << bits) - 1)
+        for a in nb.prange(dist.shape[0]):
+            drow = dist[a]
+            irow = idx[a]
+            for t in range(drow.shape[0]):
+                j = np.int32(keys[a, t] & mask)
+                dv = rows[a, j]
+                s = t
+                while s > 0 and drow[s - 1] > dv:
+                    drow[s] = drow[s - 1]
+                    irow[s] = irow[s - 1]
+                    s -= 1
+                drow[s] = dv
+                irow[s] = j
 
     @nb.njit(inline="always", boundscheck=False)
     def _cheb(a, b):  # pragma: no cover - jitted
@@ -150,39 +179,29 @@ if HAVE_NUMBA:
             for j in range(n):
                 for c in range(y.shape[1]):
                     yp[j, c] = y[p[j], c]
-            stamp = np.full(n, -1, dtype=np.int32)
             best = np.empty(kth, dtype=np.float64)
             for i in range(n):
                 pi = p[i]
-                stamp[i] = i
-                # seed: the first kth entries of i's x list (every j there has its exact D)
-                for t in range(kth):
-                    best[t] = np.inf
-                kx = min(kth, ls)
-                for t in range(kx):
-                    j = ox[i, t]
-                    stamp[j] = i
-                    cur = best[kth - 1]
-                    dist = max(sx[i, t], _cheb(yp[j], yp[i]))
-                    if dist < cur:
-                        _insert_best(best, dist)
-                cur = best[kth - 1]
-                # then read the one list with fewer entries below the current radius; it stops
-                # at its first entry >= the (falling) radius: every unread j has D >= radius
-                # (the sparser side at rank m has fewer points within any radius below there)
+                # read the one list with fewer entries below the radius (the sparser side at
+                # rank m has fewer points within any radius below there): its first kth entries
+                # seed the k best (every j read gets its exact D), then it stops at its first
+                # entry >= the (falling) k-th best: every unread j has D >= that entry. One list,
+                # read once, holds no point twice: nothing to mark as seen.
                 use_x = mq < 0 or kx_[i, mq] >= ky_[pi, mq]
                 if use_x:
                     srow = sx[i]
                     orow = ox[i]
                     frow = fsx[i]
                     forow = fox[i]
-                    t = kx
                 else:
                     srow = sy[pi]
                     orow = oy[pi]
                     frow = fsy[pi]
                     forow = foy[pi]
-                    t = 0
+                for t in range(kth):
+                    best[t] = np.inf
+                cur = np.inf
+                t = 0
                 stopped = False
                 while t < lf:
                     if t < ls:
@@ -194,15 +213,11 @@ if HAVE_NUMBA:
                     if dd >= cur:
                         stopped = True
                         break
-                    j = jj if use_x else pinv[jj]
                     t += 1
-                    if stamp[j] == i:
-                        continue
-                    stamp[j] = i
                     if use_x:
-                        dist = max(dd, _cheb(yp[j], yp[i]))
+                        dist = max(dd, _cheb(yp[jj], yp[i]))
                     else:
-                        dist = max(dd, _cheb(x[j], x[i]))
+                        dist = max(dd, _cheb(x[pinv[jj]], x[i]))
                     if dist < cur:
                         _insert_best(best, dist)
                         cur = best[kth - 1]
@@ -246,7 +261,7 @@ class MarginalLists:
 
     pts (N, d) float64. ``dist`` (N, L) float64 ascending per row, ``idx`` (N, L) int32 the
     points (self excluded by index; equal distances in index order). L = N − 1 unless
-    ``ncols`` truncates the lists.
+    ``ncols`` truncates the lists to their first L entries.
     """
 
     def __init__(self, pts: np.ndarray, ncols: int | None = None):
@@ -255,18 +270,22 @@ class MarginalLists:
         ncols = n - 1 if ncols is None else int(min(max(ncols, 1), n - 1))
         self.dist = np.empty((n, ncols), dtype=np.float64)
         self.idx = np.empty((n, ncols), dtype=np.int32)
-        step = max(1, (1 << 23) // max(n, 1))  # rows per block: ~64 MB of distances
+        # sort uint64 keys (SIMD in numpy): the distance's bits (non-negative floats order as
+        # their bit patterns) with the low ``bits`` replaced by the point, then exact fix-up
+        bits = max(1, (n - 1).bit_length())
+        step = max(1, (1 << 22) // max(n, 1))  # rows per block: ~32 MB of distances + 32 of keys
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
-            rows = _distance_rows(self.pts, r0, r1)
-            if ncols < n - 1:  # truncated: the ncols smallest (a valid sorted prefix, ties too)
-                order = np.argpartition(rows, ncols - 1, axis=1)[:, :ncols]
-                order = np.take_along_axis(
-                    order, np.argsort(np.take_along_axis(rows, order, axis=1), axis=1), axis=1)
+            rows, keys = _distance_keys(self.pts, r0, r1, bits)
+            keys.sort(axis=1)
+            if ncols < n - 1:  # truncated: the first ncols of the exact full order
+                dist = np.empty((r1 - r0, n - 1), dtype=np.float64)
+                idx = np.empty((r1 - r0, n - 1), dtype=np.int32)
+                _decode_rows(keys, rows, bits, dist, idx)
+                self.dist[r0:r1] = dist[:, :ncols]
+                self.idx[r0:r1] = idx[:, :ncols]
             else:
-                order = np.argsort(rows, axis=1)[:, :ncols]
-            self.idx[r0:r1] = order
-            self.dist[r0:r1] = np.take_along_axis(rows, order, axis=1)
+                _decode_rows(keys, rows, bits, self.dist[r0:r1], self.idx[r0:r1])
         ls = min(ncols, SHORT_COLS)
         self.short_dist = np.ascontiguousarray(self.dist[:, :ls])
         self.short_idx = np.ascontiguousarray(self.idx[:, :ls])
