@@ -76,12 +76,14 @@ class MachineCosts:
     thread_exponent: float = 0.7
 
 
-#: Fitted by ``jobs/benchmark_plan.py --fit`` (see docs/benchmarks.md "Planning a study's wall
-#: time"): ``flops`` from benchmark_training*.json (hidden 1024, 2 threads, rescaled to 1 thread
-#: by ``thread_exponent``), the step/epoch/batch terms from the calibrations of small shapes
-#: recorded in benchmark_plan.json, the permutation term from benchmark_permutation.json.
-DEFAULT_COSTS = MachineCosts(flops=9.0e10, step_s=1.0e-3, pair_step_s=2.5e-3, epoch_s=4.0e-3,
-                             batch_s=0.5, pair_s=0.08, perm_s_per_nlogn=1.0e-7, threads=1)
+#: Fitted by hand (rounded) to: the calibrations recorded in jobs/results/benchmark_plan.json
+#: (hidden 128, minibatch 128, n 1000-2000, d 6-12, 1 thread, normalised to an idle machine:
+#: 5-16 ms per pair-epoch, 3-7 ms per epoch, ~8 ms per task, ~0.6 ms per permutation at
+#: n_test=500) and jobs/results/benchmark_training*.json (hidden 1024, minibatch 512, 2 threads:
+#: 0.19-0.42 s per pair-epoch; the model gives 0.33 s at d=10, big matmuls run faster than small
+#: ones). Within a factor ~1.5 of those; ``plan --calibrate`` replaces them by measurements.
+DEFAULT_COSTS = MachineCosts(flops=6.0e10, step_s=3.0e-4, pair_step_s=4.0e-4, epoch_s=2.5e-3,
+                             batch_s=0.2, pair_s=0.01, perm_s_per_nlogn=1.2e-7, threads=1)
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,11 @@ class Overheads:
     actors, pre-flight, preparation, aggregation), slowed like one thread by the load; plus
     ``report_s`` of CPU when ``output.report``. Fitted to jobs/results/benchmark_engine*.json
     (ray start ~5 s, actors ~3 s, preparation ~1 s at low load) and the runs of
-    jobs/benchmark_plan.py (35-45 s outside the batches at load ~8 on 2 cores)."""
+    jobs/benchmark_plan.py (45-65 s outside the batches at load 6-8 on 2 cores: Ray's start-up
+    alone took ~30 s and the actors' ~20 s there)."""
 
-    wait_s: float = 6.0
-    cpu_s: float = 6.0
+    wait_s: float = 5.0
+    cpu_s: float = 10.0
     report_s: float = 2.0
 
     def total(self, report: bool, slowdown: float = 1.0) -> float:
