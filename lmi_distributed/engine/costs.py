@@ -106,6 +106,9 @@ class Overheads:
 
 
 DEFAULT_OVERHEADS = Overheads()
+#: A worker's first-batch warm-up on an idle machine (s): the calibrations' cold - warm fit (~2 s
+#: measured at load ~7, i.e. ~0.5 s idle).
+DEFAULT_WARMUP_S = 0.5
 
 #: Best epoch / max_epochs of the demo's 20 stored tasks (configs/demo.yaml: lr 1e-3, hidden
 #: 128, max_epochs 100, patience 20; jobs/results/benchmark_plan.json "prior"). The prior epochs of
@@ -220,10 +223,10 @@ def default_workers(cfg: StudyConfig, cores: int, n_batches: int) -> int:
     return max(1, min(n, max(n_batches, 1)))
 
 
-def schedule(durations: Sequence[float], workers: int) -> tuple[float, list[float]]:
-    """Greedy list scheduling in plan order (each batch to the first free worker).
-    Returns (makespan, busy seconds per worker)."""
-    busy = [0.0] * max(1, workers)
+def schedule(durations: Sequence[float], workers: int, start_s: float = 0.0) -> tuple[float, list[float]]:
+    """Greedy list scheduling in plan order (each batch to the first free worker); ``start_s``:
+    every worker's warm-up before its first batch. Returns (makespan, busy seconds per worker)."""
+    busy = [float(start_s)] * max(1, workers)
     for d in durations:
         i = int(np.argmin(busy))
         busy[i] += d
@@ -286,8 +289,10 @@ def predict(plan: Plan, cfg: StudyConfig, *, workers: int | None = None, cores: 
             n_perm = 0
         exp_d.append(sc.batch_seconds(em.batch(b.size), n_perm) * contention)
         bound_d.append(sc.batch_seconds([max_e] * b.size, n_perm) * contention)
-    span, _ = schedule(exp_d, w)
-    bspan, _ = schedule(bound_d, w)
+    # a worker's first batch also loads torch's and numba's kernels (calibration: cold - warm fit)
+    warm = float(cal.get("first_fit_extra_s", DEFAULT_WARMUP_S)) / float(cal.get("contention_at_calibration", 1.0))
+    span, _ = schedule(exp_d, w, warm * contention)
+    bspan, _ = schedule(bound_d, w, warm * contention)
     one_thread = max(1.0, (1.0 + max(load, 0.0)) / cores)
     over = overheads.total(bool(getattr(cfg.output, "report", False)), one_thread)
     src = "calibration" if measured else "default coefficients"
@@ -416,7 +421,8 @@ def calibrate(cfg: StudyConfig, plan: Plan, *, epochs: int = 4, max_shapes: int 
     the rest of each fit is batch_fixed_s + P * pair_fixed_s (set-up, encode, KSG); then
     ``permutations`` latent permutations of one result -> perm_s. ``pilot``: also the study's
     first batch on its real data (``worker.execute_batch``, nothing written) trained to its early
-    stop, for the epochs (skipped when the store does not exist yet). Runs with the worker's torch
+    stop, for the epochs and to rescale the shape's timings to its training time (skipped when
+    the store does not exist yet). Runs with the worker's torch
     threads. Returns the JSON dict (also written to ``cache_dir()/<key>.json`` when ``save``).
     """
     import torch
@@ -466,6 +472,7 @@ def calibrate(cfg: StudyConfig, plan: Plan, *, epochs: int = 4, max_shapes: int 
         out["timing_loadavg"] = list(os.getloadavg())
         if pilot:
             out["pilot"] = _pilot(cfg, plan, log)
+            _scale_to_pilot(out, plan)
     # the timings ran beside other processes: divide by the contention seen then (1-minute load
     # average before we started = the others' load), so that ``predict`` can apply the load of
     # the run instead. A rough correction: the load average lags by about a minute.
@@ -487,6 +494,32 @@ def calibrate(cfg: StudyConfig, plan: Plan, *, epochs: int = 4, max_shapes: int 
         os.replace(tmp, p)
         out["path"] = str(p)
     return out
+
+
+def _scale_to_pilot(out: dict, plan: Plan) -> None:
+    """The pilot (a real batch, tens of seconds) is a longer and truer measurement than the few
+    timed epochs (seconds, which another process can disturb): scale the per-epoch and per-task
+    terms of its shape so that the model gives the pilot's training time, and take the
+    permutation cost from the pilot's null. Records ``pilot_scale``."""
+    pl = out.get("pilot")
+    if not pl or not pl.get("train_s") or not plan.batches:
+        return
+    b = plan.batches[0]
+    v = out["shapes"].get(json.dumps(list(b.shape)))
+    if v is None:
+        return
+    ep = pl["epochs"]
+    model = (max(ep) * v["epoch_fixed_s"] + sum(ep) * v["pair_epoch_s"] + v["batch_fixed_s"]
+             + len(ep) * v["pair_fixed_s"])
+    if model <= 0:
+        return
+    k = float(pl["train_s"]) / model
+    for key in ("pair_epoch_s", "epoch_fixed_s", "batch_fixed_s", "pair_fixed_s"):
+        v[key] *= k
+    v["pilot_scale"] = k
+    n_perm = sum(t.n_latent_permutations for t in b.tasks if t.kind == "observed")
+    if n_perm and pl.get("null_s"):
+        v["perm_s"] = float(pl["null_s"]) / n_perm
 
 
 def _pilot(cfg: StudyConfig, plan: Plan, log: Callable[[str], None]) -> dict | None:

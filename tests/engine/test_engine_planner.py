@@ -218,3 +218,16 @@ def test_format_plan_prints_expected_time_and_bound():
     pred = predict(plan, cfg, workers=2, cores=2, done={t.key: 3 for t in plan.tasks})
     assert "nothing left to run" in format_plan(plan, cfg, prediction=pred)
     assert "GPU worker" in format_plan(plan, cfg, n_workers=2, gpu=True)
+
+
+def test_pilot_rescales_the_timed_epochs():
+    cfg, plan = _demo_like(nulls={"retrain_shuffles": 0, "latent_permutations": 10})
+    b = plan.batches[0]
+    out = {"shapes": {json.dumps(list(b.shape)): {"pair_epoch_s": 0.1, "epoch_fixed_s": 0.0, "batch_fixed_s": 0.0,
+                                                  "pair_fixed_s": 0.0, "perm_s": 1.0}},
+           "pilot": {"epochs": [10] * b.size, "train_s": 0.5 * b.size, "null_s": 2.0}}
+    costs._scale_to_pilot(out, plan)
+    v = out["shapes"][json.dumps(list(b.shape))]
+    # the model gave 10 epochs x 0.1 s per task = 1 s; the pilot took 0.5 s per task
+    assert v["pilot_scale"] == pytest.approx(0.5) and v["pair_epoch_s"] == pytest.approx(0.05)
+    assert v["perm_s"] == pytest.approx(2.0 / (10 * b.size))
