@@ -134,9 +134,13 @@ def run_one(name: str) -> dict:
     w = predc["workers"] * predc["threads"]
     hs = _hindsight(name, max(load_run - w, 0.0))
     from lmi_distributed.engine.costs import done_epochs
-    from lmi_distributed.engine.study_data import out_dir_abs  # noqa: F401
+    from lmi_distributed.engine.results import ResultStore
 
     epochs = list(done_epochs(str(d / "out"), _keys(name)).values())
+    df = ResultStore(d / "out").read_tasks()
+    g = df.groupby("batch_id")   # a task's wall_s is its batch's wall time / the batch's tasks
+    row["actual_batch_s"] = {k: float(v) for k, v in (g["wall_s"].mean() * g.size()).items()}
+    row["run_summary"] = json.loads((d / "out" / "summary.json").read_text()).get("run", {})
     row.update(actual_s=actual, loadavg_run_mean=load_run, loadavg_run_samples=sampler.samples,
                predicted_hindsight=hs, epochs_actual_mean=sum(epochs) / max(len(epochs), 1),
                ratio_default=pred0["expected_s"] / actual, ratio_calibrated=predc["expected_s"] / actual,
@@ -157,17 +161,20 @@ def _keys(name: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", default=None, choices=list(STUDIES))
+    ap.add_argument("--repeat", type=int, default=1, help="run every study this many times (a fresh plan each)")
     ap.add_argument("--out", default=str(ROOT / "jobs/results/benchmark_plan.json"))
     a = ap.parse_args(argv)
     rows = []
-    for name in a.only or list(STUDIES):
-        print(f"== {name} (load {os.getloadavg()[0]:.2f})", flush=True)
-        rows.append(run_one(name))
-        r = rows[-1]
-        print(f"   actual {r['actual_s']:.0f} s, predicted {r['predicted_calibrated']['expected_s']:.0f} s "
-              f"(calibrated), {r['predicted_default']['expected_s']:.0f} s (default); run load {r['loadavg_run_mean']:.2f}",
-              flush=True)
-        Path(a.out).write_text(json.dumps({"meta": meta(), "rows": rows}, indent=1))
+    for rep in range(a.repeat):
+        for name in a.only or list(STUDIES):
+            print(f"== {name} #{rep} (load {os.getloadavg()[0]:.2f})", flush=True)
+            rows.append(run_one(name))
+            rows[-1]["repeat"] = rep
+            r = rows[-1]
+            print(f"   actual {r['actual_s']:.0f} s, predicted {r['predicted_calibrated']['expected_s']:.0f} s "
+                  f"(calibrated), {r['predicted_default']['expected_s']:.0f} s (default); run load {r['loadavg_run_mean']:.2f}",
+                  flush=True)
+            Path(a.out).write_text(json.dumps({"meta": meta(), "rows": rows}, indent=1))
     print(f"\n{'study':8} {'actual s':>9} {'default s':>10} {'ratio':>6} {'calib s':>8} {'ratio':>6} "
           f"{'hindsight s':>11} {'ratio':>6} {'bound s':>8} {'epochs':>6} {'load':>5}")
     for r in rows:
@@ -175,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio_default']:6.2f} {r['predicted_calibrated']['expected_s']:8.0f} {r['ratio_calibrated']:6.2f} "
               f"{r['predicted_hindsight']['expected_s']:11.0f} {r['ratio_hindsight']:6.2f} "
               f"{r['predicted_calibrated']['bound_s']:8.0f} {r['epochs_actual_mean']:6.1f} {r['loadavg_run_mean']:5.2f}")
+    rs = [abs(r["ratio_calibrated"] - 1) for r in rows]
+    print(f"calibrated: {sum(x <= 0.3 for x in rs)}/{len(rs)} within 30 %; "
+          f"default: {sum(abs(r['ratio_default'] - 1) <= 0.3 for r in rows)}/{len(rows)}; "
+          f"hindsight: {sum(abs(r['ratio_hindsight'] - 1) <= 0.3 for r in rows)}/{len(rows)}")
     print(f"wrote {a.out}")
     return 0
 

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from lmi_distributed.engine.config import StudyConfig
-from lmi_distributed.engine.planner import Batch, Plan, Shape, _hidden, _mlp_params
+from lmi_distributed.engine.planner import Plan, Shape, _hidden, _mlp_params
 
 __all__ = ["MachineCosts", "Overheads", "ShapeCosts", "EpochModel", "Prediction", "DEFAULT_COSTS",
            "DEFAULT_OVERHEADS", "PRIOR_BEST_FRACTIONS", "shape_costs", "epoch_model", "expected_max",
