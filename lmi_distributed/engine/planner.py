@@ -243,6 +243,9 @@ def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu:
         lines.append(f"  time at most ~{secs / w / 60:.1f} min on {w} GPU worker(s) "
                      f"(rough FLOP model, not calibrated for GPUs; --workers N to change)" + unknown)
         return "\n".join(lines)
+    if unknown:
+        lines.append("  wall time: unknown (pair shapes unknown: build the store first, or drop --no-data)")
+        return "\n".join(lines)
     if prediction is None:
         from lmi_distributed.engine.costs import predict
 

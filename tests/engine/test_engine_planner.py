@@ -218,6 +218,9 @@ def test_format_plan_prints_expected_time_and_bound():
     pred = predict(plan, cfg, workers=2, cores=2, done={t.key: 3 for t in plan.tasks})
     assert "nothing left to run" in format_plan(plan, cfg, prediction=pred)
     assert "GPU worker" in format_plan(plan, cfg, n_workers=2, gpu=True)
+    unknown = plan_study(cfg)   # no shapes (the store is not built): no made-up time
+    text = format_plan(unknown, cfg)
+    assert "wall time: unknown" in text and "expected wall time" not in text
 
 
 def test_pilot_rescales_the_timed_epochs():
