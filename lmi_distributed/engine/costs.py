@@ -7,21 +7,24 @@ Model (seconds; one worker with ``threads`` torch threads, alone on the machine)
 - one batch of P tasks of shape (n, d_x, d_y) trains while any of its tasks is active; a task
   stops early (``patience``) or at ``max_epochs``, and leaves the batch. With per-task epochs
   e_1..e_P the batch's training takes
-  ``max_i(e_i) * epoch_fixed_s + sum_i(e_i) * pair_epoch_s + batch_fixed_s(P)``
+  ``max_i(e_i) * epoch_fixed_s + sum_i(e_i) * pair_epoch_s + batch_fixed_s + P * pair_fixed_s``
   where ``pair_epoch_s`` (one task's share of an epoch: minibatch steps + validation pass) and
   ``epoch_fixed_s`` (per epoch whatever P) come from the shape (FLOPs and minibatch steps), and
-  ``batch_fixed_s`` covers set-up, the final encode and the KSG estimate of every task;
+  ``batch_fixed_s`` / ``pair_fixed_s`` cover set-up, the final encode and each task's KSG;
+  a worker's first batch adds a warm-up (kernels loaded);
 - every observed task adds ``n_latent_permutations * perm_s`` (latent-permutation null);
 - W workers with t threads each on C cores slow each other down by ``max(1, (W*t + load)/C)``
-  (``load``: other processes, e.g. the 1-minute load average when planning);
+  (``load``: other processes, e.g. the 1-minute load average when planning); the overheads'
+  CPU part slows down like one thread, ``max(1, (1 + load)/C)``;
 - batches go to the first free worker in plan order (the longest worker's queue sets the time);
 - plus Ray start-up, actor start-up, preparation and aggregation/report (``Overheads``).
 
 Coefficients come, in order of preference, from a calibration of this machine (``calibrate``:
-a few timed epochs of the study's first shape(s) through ``estimators.estimate_many``, one KSG
-and a few latent permutations; cached as JSON), else from the committed ``DEFAULT_COSTS``
-(fitted from ``jobs/results/benchmark_training*.json`` and the calibrations recorded in
-``jobs/results/benchmark_plan.json``). Expected epochs come from the study's own finished tasks
+a few timed epochs of the study's first shape(s) through ``estimators.estimate_many``, a few
+latent permutations, and a pilot: the first batch to its early stop, which rescales them;
+normalised to an idle machine by the load seen while measuring; cached as JSON), else from the
+committed ``DEFAULT_COSTS`` (fitted by hand to ``jobs/results/benchmark_training*.json`` and the
+calibrations recorded in ``jobs/results/benchmark_plan.json``). Expected epochs come from the study's own finished tasks
 (result store), else the calibration's pilot (the first batch trained to its early stop on the
 study's data, nothing written), else ``PRIOR_BEST_FRACTIONS`` (the demo's stored best epochs).
 FLOP counting (``planner.task_flops``) stays for the TFLOP line.
@@ -47,7 +50,7 @@ from lmi_distributed.engine.planner import Plan, Shape, _hidden, _mlp_params
 __all__ = ["MachineCosts", "Overheads", "ShapeCosts", "EpochModel", "Prediction", "DEFAULT_COSTS",
            "DEFAULT_OVERHEADS", "PRIOR_BEST_FRACTIONS", "shape_costs", "epoch_model", "expected_max",
            "predict", "calibrate", "calibration_key", "cache_dir", "load_calibration", "worker_threads",
-           "default_workers", "schedule"]
+           "default_workers", "schedule", "done_epochs", "DEFAULT_WARMUP_S"]
 
 CALIBRATION_VERSION = 1
 
