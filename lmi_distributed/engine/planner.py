@@ -18,11 +18,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping
 
 from lmi_distributed.engine.config import StudyConfig
 from lmi_distributed.engine.seeds import derive_seed
 from lmi_distributed.estimators.seeding import pair_key, shuffle_seed, task_key
+
+if TYPE_CHECKING:
+    from lmi_distributed.engine.costs import Prediction
 
 __all__ = ["Task", "Batch", "Plan", "make_tasks", "make_batches", "plan_study", "pair_key", "task_key",
            "split_key", "split_tasks", "split_batches"]
@@ -190,11 +193,10 @@ def task_flops(shape: Shape, cfg: StudyConfig) -> float:
     return 6.0 * n_train * params * e.max_epochs + 2.0 * (n - n_train) * params
 
 
-#: Rough sustained throughput of one worker (FLOP/s) on small batched MLPs; for the plan only.
+#: GPU plan only (rough, uncalibrated): sustained FLOP/s of one worker and the CPU step/KSG terms
+#: divided by 50. CPU workers use the measured model of ``engine.costs``.
 CPU_WORKER_FLOPS = 3e10
 GPU_WORKER_FLOPS = 5e12
-#: Fixed cost per optimiser step (s) and KSG cost per n*log2(n) held-out point (s), one CPU thread;
-#: measured on a shared 2-core machine (demo: ~0.03 s/epoch/pair at n=1200, ~70 ms per KSG at n=600).
 CPU_STEP_S = 2e-3
 CPU_KSG_S_PER_NLOGN = 1.2e-5
 
@@ -212,8 +214,12 @@ def task_seconds(task: Task, cfg: StudyConfig, gpu: bool = False) -> float:
             + (steps * CPU_STEP_S + ksg_runs * CPU_KSG_S_PER_NLOGN * n_test * math.log2(n_test)) / speed)
 
 
-def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu: bool | None = None) -> str:
-    """Human-readable plan: task counts, batches, a cost estimate (upper bound: max_epochs)."""
+def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu: bool | None = None,
+                prediction: "Prediction | None" = None) -> str:
+    """Human-readable plan: task counts, batches, FLOPs (upper bound: max_epochs) and the wall time.
+
+    CPU: the expected wall time and its upper bound from ``engine.costs.predict`` (``prediction``,
+    computed here with the default coefficients when None). GPU: a rough upper bound only."""
     lines = [f"study {cfg.name!r}: {len(plan.pairs)} pairs x {cfg.replicates} replicate(s) x "
              f"(1 observed + {cfg.nulls.retrain_shuffles} retrain shuffles) = {len(plan.tasks)} trainings",
              f"  observed tasks: {plan.n_observed}, shuffle tasks: {plan.n_shuffle}, "
@@ -230,9 +236,39 @@ def format_plan(plan: Plan, cfg: StudyConfig, n_workers: int | None = None, gpu:
                      f"{sum(b.size for b in bs)} tasks")
     flops = sum(task_flops(t.shape, cfg) for t in plan.tasks)
     lines.append(f"  cost (upper bound, {cfg.estimator.max_epochs} epochs each): {flops / 1e12:.2f} TFLOP")
-    w = n_workers if n_workers else (cfg.resources.workers if isinstance(cfg.resources.workers, int) else 1)
-    secs = sum(task_seconds(t, cfg, bool(gpu)) for t in plan.tasks)
-    lines.append(f"  time at most ~{secs / w / 60:.1f} min on {w} {'GPU' if gpu else 'CPU'} worker(s) "
-                 f"(rough model; early stopping usually ends sooner; --workers N to change)"
-                 + ("" if any(t.shape[0] for t in plan.tasks) else " [shapes unknown: build the store first]"))
+    unknown = "" if any(t.shape[0] for t in plan.tasks) else " [shapes unknown: build the store first]"
+    if gpu:
+        w = n_workers if n_workers else (cfg.resources.workers if isinstance(cfg.resources.workers, int) else 1)
+        secs = sum(task_seconds(t, cfg, True) for t in plan.tasks)
+        lines.append(f"  time at most ~{secs / w / 60:.1f} min on {w} GPU worker(s) "
+                     f"(rough FLOP model, not calibrated for GPUs; --workers N to change)" + unknown)
+        return "\n".join(lines)
+    if unknown:
+        lines.append("  wall time: unknown (pair shapes unknown: build the store first, or drop --no-data)")
+        return "\n".join(lines)
+    if prediction is None:
+        from lmi_distributed.engine.costs import predict
+
+        prediction = predict(plan, cfg, workers=n_workers)
+    p = prediction
+    lines += _format_prediction(p, cfg, unknown)
     return "\n".join(lines)
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _format_prediction(p: "Prediction", cfg: StudyConfig, unknown: str = "") -> list[str]:
+    """The time lines of ``format_plan`` (CPU workers)."""
+    if p.n_batches == 0:
+        return ["  expected wall time: nothing left to run (aggregation only)"]
+    return [
+        f"  expected wall time ~{_fmt_s(p.expected_s)} on {p.workers} CPU worker(s) x {p.threads} torch "
+        f"thread(s) ({p.n_batches} batch(es) to run; --workers N to change)" + unknown,
+        f"  upper bound ~{_fmt_s(p.bound_s)} (every task to max_epochs={cfg.estimator.max_epochs})",
+        f"    epochs: ~{p.epochs_mean:.0f} per task expected, from the {p.epochs_source}",
+        f"    costs: {p.costs_source}; longest worker queue ~{_fmt_s(p.batches_s)}, start-up + aggregation "
+        f"~{p.overhead_s:.0f} s, contention x{p.contention:.2f} ({p.workers}x{p.threads} threads + load "
+        f"{p.load:.1f} on {p.cores} cores)",
+    ]

@@ -384,3 +384,37 @@ def test_ls_user_errors(capsys, tmp_path):
     rc, _, err = _cli(capsys, ["ls", str(tmp_path / "plain")])
     assert rc == 2
     _one_error_line(err, "ls")
+
+
+# ---------------------------------------------------------------- plan: wall time
+def test_plan_prints_expected_time_and_uses_cached_calibration(capsys, tmp_path, monkeypatch):
+    import argparse
+
+    from lmi_distributed.cli.run import load_from_args
+    from lmi_distributed.engine import costs
+    from lmi_distributed.engine.planner import plan_study
+
+    monkeypatch.setenv("LMI_CACHE_DIR", str(tmp_path / "cache"))
+    sets = ["--set", f"data.store={tmp_path / 'store.zarr'}", "--set", f"data.truth={tmp_path / 'truth.json'}",
+            "--set", f"output.path={tmp_path / 'out'}"]
+    args = ["plan", str(ROOT / "configs/demo.yaml")] + sets + ["--cores", "2", "--load", "0"]
+    rc, out, _ = _cli(capsys, args)
+    assert rc == 0 and "expected wall time ~" in out and "upper bound ~" in out
+    assert "calibration: none cached" in out and "default coefficients" in out
+    # a cached calibration of these shapes/settings on this machine: used, and its pilot's epochs too
+    cfg = load_from_args(argparse.Namespace(config=str(ROOT / "configs/demo.yaml"), overrides=sets[1::2], output=None))
+    plan = plan_study(cfg, lambda x, y: (cfg.data.demo.n, cfg.data.demo.d, cfg.data.demo.d))
+    shape = plan.batches[0].shape
+    cal = {"version": 1, "created": "2026-01-01T00:00:00", "pilot": {"epochs": [21, 23, 22]},
+           "shapes": {json.dumps(list(shape)): {"P": 5, "pair_epoch_s": 0.05, "epoch_fixed_s": 0.01,
+                                                "batch_fixed_s": 0.1, "pair_fixed_s": 0.05, "perm_s": 1e-3}}}
+    path = costs.cache_dir() / f"{costs.calibration_key(cfg, plan)}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(cal))
+    rc, out2, _ = _cli(capsys, args + ["--json", str(tmp_path / "p.json")])
+    assert rc == 0 and "calibration: cached 2026-01-01" in out2 and "costs: calibration" in out2
+    assert "epochs: ~22 per task expected, from the calibration pilot" in out2
+    pred = json.loads((tmp_path / "p.json").read_text())["prediction"]
+    assert pred["costs_source"] == "calibration" and pred["expected_s"] <= pred["bound_s"]
+    rc, out3, _ = _cli(capsys, args + ["--no-calibration"])
+    assert "default coefficients" in out3 and "calibration: cached" not in out3

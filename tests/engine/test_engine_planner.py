@@ -83,3 +83,154 @@ def test_format_plan_mentions_counts():
     cfg, plan = _plan()
     text = format_plan(plan, cfg, n_workers=2)
     assert "36 trainings" in text and "batches:" in text and "TFLOP" in text
+
+
+# ------------------------------------------------------------------ wall-time model (engine/costs.py)
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+from lmi_distributed.engine import costs  # noqa: E402
+from lmi_distributed.engine.costs import (epoch_model, expected_max, predict, schedule,  # noqa: E402
+                                          shape_costs)
+
+
+def _demo_like(**mod):
+    """A small CPU study of one shape (n, d, d), 2 workers' worth of batches."""
+    raw = copy.deepcopy(RAW)
+    raw.update({"estimator": {"hidden": 32, "batch_size": 64, "max_epochs": 50, "patience": 5}})
+    n, d = mod.pop("n", 1000), mod.pop("d", 8)
+    for k, v in mod.items():
+        if isinstance(v, dict) and isinstance(raw.get(k), dict):
+            raw[k] = {**raw[k], **v}
+        else:
+            raw[k] = v
+    cfg = parse_study(raw)
+    return cfg, plan_study(cfg, lambda x, y: (n, d, d))
+
+
+def test_expected_max_of_draws():
+    s = [10, 20, 30, 40]
+    assert expected_max(s, 1) == pytest.approx(25.0)
+    assert expected_max(s, 2) < expected_max(s, 5) <= 40.0
+    assert expected_max([7, 7, 7], 9) == pytest.approx(7.0)
+
+
+def test_schedule_counts_the_longest_queue():
+    span, busy = schedule([10.0, 10.0, 10.0], 2)
+    assert span == 20.0 and sorted(busy) == [10.0, 20.0]   # 3 batches on 2 workers: not 15
+    assert schedule([5.0] * 4, 8)[0] == 5.0
+
+
+def test_model_is_monotone_in_size_epochs_and_work():
+    cfg, plan = _demo_like()
+    base = predict(plan, cfg, workers=2, cores=2).expected_s
+    for mod in ({"n": 4000}, {"d": 200}, {"replicates": 4},
+                {"estimator": {"hidden": 32, "batch_size": 64, "max_epochs": 200, "patience": 5}},
+                {"nulls": {"retrain_shuffles": 4, "latent_permutations": 10}},
+                {"nulls": {"retrain_shuffles": 2, "latent_permutations": 500}}):
+        c2, p2 = _demo_like(**copy.deepcopy(mod))
+        assert predict(p2, c2, workers=2, cores=2).expected_s > base, mod
+    # more load on the machine, or fewer workers: slower; more workers (with the cores): faster
+    assert predict(plan, cfg, workers=2, cores=2, load=3.0).expected_s > base
+    assert predict(plan, cfg, workers=1, cores=2).expected_s > base
+    assert predict(plan, cfg, workers=4, cores=4).expected_s < predict(plan, cfg, workers=2, cores=4).expected_s
+    sc, sc2 = shape_costs((1000, 8, 8), cfg), shape_costs((1000, 8, 8), cfg, threads=4)
+    assert sc2.pair_epoch_s < sc.pair_epoch_s   # more threads: faster FLOPs
+
+
+def test_expected_below_bound_and_bound_uses_max_epochs():
+    cfg, plan = _demo_like(estimator={"hidden": 32, "batch_size": 64, "max_epochs": 300, "patience": 5})
+    p = predict(plan, cfg, workers=2, cores=2, done={})
+    assert p.expected_s <= p.bound_s
+    done = {t.key: 8 for t in plan.tasks[:4]}  # stopped early at 8 epochs
+    q = predict(plan, cfg, workers=2, cores=2, done=done)
+    assert q.epochs_mean == 8 and "finished task" in q.epochs_source
+    assert q.expected_s < 0.5 * q.bound_s
+
+
+def test_stored_epochs_of_a_partial_study_change_the_prediction(tmp_path):
+    from lmi_distributed.engine.results import ResultStore
+
+    cfg, plan = _demo_like()
+    rs = ResultStore(tmp_path)
+    recs = [{"key": t.key, "pair": t.pair, "x": t.x, "y": t.y, "replicate": t.replicate, "kind": t.kind,
+             "shuffle": t.shuffle, "seed": t.seed, "n": 1000, "n_test": 500, "mi": 0.1, "epochs": 6,
+             "best_epoch": 0, "latent_null": [0.0], "batch_id": plan.batches[0].batch_id, "worker": "w",
+             "device": "cpu", "attempt": 0, "wall_s": 1.0, "status": "ok", "detail": ""}
+            for t in plan.batches[0].tasks]
+    rs.write_part(plan.batches[0].batch_id, recs)
+    done = costs.done_epochs(str(tmp_path), [t.key for t in plan.tasks])
+    assert done == {t.key: 6 for t in plan.batches[0].tasks}
+    before = predict(plan, cfg, workers=2, cores=2)
+    after = predict(plan, cfg, workers=2, cores=2, done=done)
+    assert after.n_batches == before.n_batches - 1
+    assert after.epochs_mean == 6 and before.epochs_mean > 6   # the prior says ~ max_epochs
+    assert after.expected_s < before.expected_s
+
+
+def _fake_calibration(cfg, plan, pair_epoch_s: float) -> dict:
+    shape = plan.batches[0].shape
+    return {"version": 1, "shapes": {json.dumps(list(shape)): {
+        "P": plan.batches[0].size, "pair_epoch_s": pair_epoch_s, "epoch_fixed_s": 0.01, "batch_fixed_s": 0.1,
+        "pair_fixed_s": 0.05, "perm_s": 1e-3}}, "pilot": {"epochs": [12, 14, 13]}, "created": "test"}
+
+
+def test_cached_calibration_is_found_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMI_CACHE_DIR", str(tmp_path))
+    cfg, plan = _demo_like()
+    assert costs.load_calibration(cfg, plan) is None
+    cal = _fake_calibration(cfg, plan, pair_epoch_s=1.0)
+    path = costs.cache_dir() / f"{costs.calibration_key(cfg, plan)}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(cal))
+    assert costs.load_calibration(cfg, plan) == cal
+    # another shape or other settings: another key, not this calibration
+    c2, p2 = _demo_like(d=9)
+    assert costs.calibration_key(c2, p2) != costs.calibration_key(cfg, plan)
+    slow = predict(plan, cfg, workers=2, cores=2, calibration=cal)
+    fast = predict(plan, cfg, workers=2, cores=2, calibration=_fake_calibration(cfg, plan, 0.01))
+    assert slow.costs_source == "calibration" and slow.epochs_mean == pytest.approx(13.0)
+    assert "pilot" in slow.epochs_source
+    assert slow.expected_s > fast.expected_s
+
+
+def test_calibrate_times_the_real_estimator_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMI_CACHE_DIR", str(tmp_path))
+    raw = copy.deepcopy(RAW)
+    raw.update({"variables": ["A", "B"], "replicates": 1, "nulls": {"retrain_shuffles": 1, "latent_permutations": 20},
+                "estimator": {"hidden": 16, "batch_size": 64, "max_epochs": 50, "patience": 5}})
+    cfg = parse_study(raw)
+    plan = plan_study(cfg, lambda x, y: (200, 3, 3))
+    cal = costs.calibrate(cfg, plan, epochs=1, pilot=False, permutations=20)
+    v = cal["shapes"][json.dumps([200, 3, 3])]
+    assert v["P"] == 2 and v["pair_epoch_s"] > 0 and v["perm_s"] > 0
+    assert costs.load_calibration(cfg, plan, pilot=False)["shapes"] == cal["shapes"]
+    p = predict(plan, cfg, workers=1, cores=2, calibration=cal)
+    assert p.costs_source == "calibration" and p.expected_s > 0
+
+
+def test_format_plan_prints_expected_time_and_bound():
+    cfg, plan = _demo_like()
+    text = format_plan(plan, cfg, n_workers=2)
+    assert "expected wall time ~" in text and "upper bound ~" in text and "max_epochs=50" in text
+    assert "epochs: ~" in text and "prior" in text
+    pred = predict(plan, cfg, workers=2, cores=2, done={t.key: 3 for t in plan.tasks})
+    assert "nothing left to run" in format_plan(plan, cfg, prediction=pred)
+    assert "GPU worker" in format_plan(plan, cfg, n_workers=2, gpu=True)
+    unknown = plan_study(cfg)   # no shapes (the store is not built): no made-up time
+    text = format_plan(unknown, cfg)
+    assert "wall time: unknown" in text and "expected wall time" not in text
+
+
+def test_pilot_rescales_the_timed_epochs():
+    cfg, plan = _demo_like(nulls={"retrain_shuffles": 0, "latent_permutations": 10})
+    b = plan.batches[0]
+    out = {"shapes": {json.dumps(list(b.shape)): {"pair_epoch_s": 0.1, "epoch_fixed_s": 0.0, "batch_fixed_s": 0.0,
+                                                  "pair_fixed_s": 0.0, "perm_s": 1.0}},
+           "pilot": {"epochs": [10] * b.size, "train_s": 0.5 * b.size, "null_s": 2.0}}
+    costs._scale_to_pilot(out, plan)
+    v = out["shapes"][json.dumps(list(b.shape))]
+    # the model gave 10 epochs x 0.1 s per task = 1 s; the pilot took 0.5 s per task
+    assert v["pilot_scale"] == pytest.approx(0.5) and v["pair_epoch_s"] == pytest.approx(0.05)
+    assert v["perm_s"] == pytest.approx(2.0 / (10 * b.size))
