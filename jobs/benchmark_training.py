@@ -9,6 +9,13 @@ data in a subprocess for the same number of epochs (after a 1-epoch warm-up).
     python jobs/benchmark_training.py                       # P = 1 4 16 64, d = 10 100 1000
     python jobs/benchmark_training.py --P 1 16 --d 100 --epochs 2
 Results: a table on stdout and jobs/results/benchmark_training.json.
+
+Roofline columns: the work of one pair-epoch is the same for both (same architecture, same rows,
+a held-out pass every epoch), about 2 x MACs x (3 n_train + n_val) FLOP (forward + backward ~ 3
+forward passes on the training half, one forward pass on the held-out half; MACs = weights per
+sample of the six networks). ``GFLOP/s`` is that over the measured time, ``% peak`` against a
+float32 matrix product (``torch.mm``, 2048 x 2048, best of 5) timed in the same run at the same
+thread count: the ceiling any float32 trainer can reach on this CPU.
 """
 from __future__ import annotations
 
@@ -51,6 +58,26 @@ with contextlib.redirect_stdout(io.StringIO()):
     dt = time.perf_counter() - t
 print(json.dumps({"seconds_per_epoch": dt / epochs}))
 """
+
+
+def pair_epoch_flops(d: int, n: int, hidden: int | None) -> float:
+    """FLOP of one pair-epoch (see the module notes): 2 x MACs x (3 n_train + n_val)."""
+    spec = NetSpec.for_dims(d, d, 8, hidden)
+    n_train = n // 2
+    return 2.0 * spec.n_params() * (3 * n_train + (n - n_train))
+
+
+def sgemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best-of float32 ``torch.mm`` rate (GFLOP/s) at torch's current thread count."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.mm(a, b)                                    # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * size ** 3 / best / 1e9
 
 
 def stacked_pairs(P: int, n: int, d: int):
@@ -115,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, ref, skipped = [], {}, []
     with torch_threads(a.threads or None):
+        peak = sgemm_peak_gflops()
+        print(f"float32 torch.mm peak: {peak:.0f} GFLOP/s at {torch.get_num_threads()} thread(s)", flush=True)
         for d in a.d:
             if not a.no_latentmi:
                 r = time_latentmi(d, a.n, a.epochs, a.threads)
@@ -128,7 +157,13 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"skip P={P} d={d}: ~{gb:.1f} GB > --max-gb {a.max_gb}", flush=True)
                     continue
                 r = time_ours(P, d, a.n, a.epochs, a.hidden)
+                fl = pair_epoch_flops(d, a.n, a.hidden)
+                r["gflop_per_pair_epoch"] = fl / 1e9
+                r["gflops"] = fl / r["seconds_per_pair_epoch"] / 1e9
+                r["pct_of_sgemm_peak"] = 100 * r["gflops"] / peak
                 if d in ref:
+                    r["latentmi_gflops"] = fl / ref[d] / 1e9
+                    r["latentmi_pct_of_sgemm_peak"] = 100 * r["latentmi_gflops"] / peak
                     r["latentmi_seconds_per_epoch"] = ref[d]
                     r["speedup_per_pair_epoch"] = ref[d] / r["seconds_per_pair_epoch"]
                 rows.append(r)
@@ -136,17 +171,20 @@ def main(argv: list[str] | None = None) -> None:
                       f"{r['seconds_per_pair_epoch']:.3f} s/pair-epoch", flush=True)
 
     print()
-    print(f"{'d':>6} {'P':>4} {'s/epoch':>9} {'s/pair-epoch':>13} {'latentmi s/epoch':>17} {'speedup':>8}")
+    print(f"{'d':>6} {'P':>4} {'s/epoch':>9} {'s/pair-epoch':>13} {'latentmi s/epoch':>17} {'speedup':>8} "
+          f"{'GFLOP/pe':>9} {'GFLOP/s':>8} {'% peak':>7} {'lmi % peak':>10}")
     for r in rows:
         lm = r.get("latentmi_seconds_per_epoch")
         lm_s = f"{lm:.3f}" if lm else "-"
         sp_s = f"{r['speedup_per_pair_epoch']:.2f}x" if lm else "-"
+        lp_s = f"{r['latentmi_pct_of_sgemm_peak']:.0f}%" if lm else "-"
         print(f"{r['d']:>6} {r['P']:>4} {r['seconds_per_epoch']:>9.3f} {r['seconds_per_pair_epoch']:>13.3f} "
-              f"{lm_s:>17} {sp_s:>8}")
+              f"{lm_s:>17} {sp_s:>8} {r['gflop_per_pair_epoch']:>9.1f} {r['gflops']:>8.0f} "
+              f"{r['pct_of_sgemm_peak']:>6.0f}% {lp_s:>10}")
     meta = {"n": a.n, "timed_epochs": a.epochs, "hidden": a.hidden or "reference (1024)",
             "threads": torch.get_num_threads() if not a.threads else a.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg()}
+            "loadavg_at_end": os.getloadavg(), "sgemm_peak_gflops": peak}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps({"meta": meta, "ours": rows, "latentmi": ref, "skipped": skipped}, indent=2))
     print(f"\nwrote {a.out}")
