@@ -205,14 +205,14 @@ def _split(n: int, seed: int, s: LMISettings, ids: tuple[Any, Any] | None) -> tu
 def _prepare(x: np.ndarray, y: np.ndarray, seed: int, s: LMISettings,
              ids: tuple[Any, Any] | None = None) -> _Prepared:
     """Z-score + clip both variables, split the rows (seeded), and check, on the held-out rows
-    as the network will see them, that each variable has more than k distinct rows and (without
-    KSG noise) that no joint row has k or more exact duplicates (:mod:`.diagnostics`)."""
+    as the network will see them, that each variable has more than k distinct rows and that no
+    joint row has k or more exact duplicates, whatever ``ksg_noise`` (:mod:`.diagnostics`)."""
     from . import diagnostics
 
     tr, te = _split(x.shape[0], seed, s, ids)
     xz, yz = zscore_clip(x, s.clip), zscore_clip(y, s.clip)
     problem = (diagnostics.check_variable(xz[te], "X", s.k) or diagnostics.check_variable(yz[te], "Y", s.k)
-               or ("" if s.ksg_noise > 0 else diagnostics.joint_ties(xz[te], yz[te], s.k)))
+               or diagnostics.joint_ties(xz[te], yz[te], s.k))
     return _Prepared(xz, yz, tr, te, seed, "degenerate" if problem else "ok", problem)
 
 
@@ -302,7 +302,7 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
             # the KSG input: float64 held-out latents plus the pair's seeded jitter (ksg_noise)
             jittered = ksg.add_noise([zx_te[p].astype(np.float64), zy_te[p].astype(np.float64)],
                                      s.ksg_noise, derive_seed(seed, "ksg"))
-            status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k, jittered=tuple(jittered))
+            status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k)
             if status == "ok":
                 detail = diagnostics.marginal_ties(*jittered)
         fitted.append((zx, zy, status, detail, jittered))

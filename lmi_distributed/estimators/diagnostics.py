@@ -21,7 +21,11 @@ Thresholds and why:
 - ties: a point with k or more exact duplicates of its joint (x, y) row has its k-th joint
   neighbour at distance 0, so its strict counts n_x = n_y = 0 and its pMI is the maximum
   ψ(k) + ψ(N) − 2ψ(1) (≈ 9.6 bits at N = 150): MI is inflated, silently. We flag it rather than
-  redefine the estimator; ``ksg_noise > 0`` (latentmi uses 1e-10) breaks the ties.
+  redefine the estimator, whatever ``ksg_noise``: tie-breaking jitter (latentmi's 1e-10) does NOT
+  help here -- the copies stay each other's nearest neighbours at distance ~1e-10, their marginal
+  counts are the copies only, and MI is inflated just the same (independent data with every row
+  repeated 4 times: 1.76 bits from ``estimate(..., ksg_noise=1e-10)``, 8.2 bits from KSG alone, truth 0).
+  The check runs on the rows before any jitter.
 - marginal ties (a caution, not a status): when at least :data:`MARGINAL_TIE_FRACTION` = 5% of the
   held-out rows share their X latent or their Y latent exactly with another row (discrete or
   duplicated input: resampled digit images, repeated sequences), strict counts leave out every
@@ -92,8 +96,9 @@ def joint_ties(zx: np.ndarray, zy: np.ndarray, k: int, what: str = "rows") -> st
     if tied == 0:
         return ""
     return (f"{tied} of {both.shape[0]} held-out {what} have k={k} or more exact duplicates of their "
-            f"(X, Y) row, so their k-th neighbour is at distance 0 and KSG would inflate MI; set "
-            f"ksg_noise > 0 (e.g. 1e-10, as latentmi) to break ties, or remove duplicate rows")
+            f"(X, Y) row, so their k-th neighbour is at distance 0 and KSG would inflate MI; remove "
+            f"or merge the duplicate rows (tie-breaking jitter, ksg_noise > 0, does not help: the "
+            f"copies stay each other's nearest neighbours)")
 
 
 def marginal_ties(zx: np.ndarray, zy: np.ndarray) -> str:
@@ -123,12 +128,12 @@ def collapsed_side(z: np.ndarray) -> bool:
     return bool(np.all(std <= COLLAPSE_RTOL * peak))
 
 
-def latent_status(zx: np.ndarray, zy: np.ndarray, k: int, *,
-                  jittered: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[str, str]:
+def latent_status(zx: np.ndarray, zy: np.ndarray, k: int) -> tuple[str, str]:
     """``(status, detail)`` of one pair's held-out latents ``zx`` (n, latent), ``zy`` (n, latent).
 
-    Non-finite latents -> "diverged"; a collapsed side -> "degenerate"; ties (checked on
-    ``jittered``, the latents with the KSG noise added, when given) -> "degenerate"; else "ok".
+    Non-finite latents -> "diverged"; a collapsed side -> "degenerate"; k or more exact duplicates
+    of a joint latent row (before any KSG jitter, which would only hide them) -> "degenerate";
+    else "ok".
     """
     for name, z in (("X", zx), ("Y", zy)):
         bad = ~np.isfinite(z).all(axis=1)
@@ -139,8 +144,7 @@ def latent_status(zx: np.ndarray, zy: np.ndarray, k: int, *,
         if collapsed_side(z):
             return "degenerate", (f"the {name} latents collapsed to a point: every latent dim has "
                                   f"held-out std <= {COLLAPSE_RTOL:g} x its max |value|")
-    tx, ty = jittered if jittered is not None else (zx, zy)
-    ties = joint_ties(tx, ty, k, "latent rows")
+    ties = joint_ties(zx, zy, k, "latent rows")
     return ("degenerate", ties) if ties else ("ok", "")
 
 

@@ -52,8 +52,9 @@ def _refuse_ties(eps: np.ndarray, k: int, what: str) -> None:
     if tied:
         raise InputError(
             f"{tied} of {len(eps)} {what} have their k-th (k={k}) joint neighbour at distance 0 "
-            f"(exact duplicate rows): KSG would inflate MI there. Pass noise > 0 (e.g. 1e-10, as "
-            f"latentmi) to break ties, remove duplicate rows, or ties='allow' for the textbook sum")
+            f"(exact duplicate rows): KSG would inflate MI there. Remove or merge the duplicate rows "
+            f"(noise > 0 only hides them: the copies stay each other's nearest neighbours and MI is "
+            f"inflated just the same), or ties='allow' for the textbook sum")
 
 
 def _check_k(k: Any) -> int:
