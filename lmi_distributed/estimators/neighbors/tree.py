@@ -48,7 +48,7 @@ _PARALLEL_MIN_PAIRS = 4_000_000
 
 def available_impls() -> list[str]:
     """Implementations of this backend that can run here: ``"numba"`` and/or ``"scipy"``."""
-    return (["bitset", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
+    return (["kdtree", "bitset", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,7 +557,7 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
     qy = None if query_y is None else np.ascontiguousarray(query_y, dtype=np.float64)
     if impl == "auto":
         impl = "bitset" if HAVE_NUMBA else "scipy"
-    if impl in ("bitset", "sweep"):
+    if impl in ("kdtree", "bitset", "sweep"):
         if not HAVE_NUMBA:
             raise RuntimeError("numba is not installed; use impl='scipy'")
         # numba's default (workqueue) threading layer must not be entered by two threads at once
@@ -569,6 +569,10 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
             if rx.shape[0] * m < _PARALLEL_MIN_PAIRS:
                 _nb.set_num_threads(1)
             try:
+                if impl == "kdtree":
+                    from lmi_distributed.estimators.neighbors.kdtree import kdtree_knn_counts
+
+                    return kdtree_knn_counts(rx, ry, qx, qy, int(kth))
                 if impl == "bitset":
                     return _bitset_knn_counts(rx, ry, qx, qy, int(kth))
                 return _numba_knn_counts(rx, ry, qx, qy, int(kth))
