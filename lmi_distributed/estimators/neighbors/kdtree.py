@@ -1,35 +1,43 @@
-"""Exact Chebyshev kd-tree kernels (numba) for the "tree" backend's ``impl="kdtree"``.
+"""Exact KSG neighbour kernels (numba): kd-tree with 64-point leaves whose points are bitset words.
 
-Two trees are built per problem, arrays only:
+``tree.knn_counts(..., impl="kdtree")``. Why not a plain kd-tree: in the 8-dim marginal spaces
+of LMI latents a Chebyshev ball holding ~1 % of the points spans about half the range of every
+coordinate, so a kd-tree (sklearn's, or one written here) still scans 7-30 % of the points per
+query (N = 1e5 .. 1e4) one by one. Here the tree only decides *which 64-point words* to look
+at, and the points of those words are tested 64 at a time with per-coordinate bitsets.
 
-- the *joint* tree over the (N, dx + dy) points, split only on x coordinates (the widest x
-  coordinate of the node's points, at the median position). Its node boxes hold min/max of all
-  dx + dy coordinates, so the box lower bound ``max_c dist(q_c, [lo_c, hi_c])`` bounds the joint
-  distance (tighter than the x part alone), and the same tree, read on its first dx
-  coordinates, is an x-only kd-tree for the strict x counts;
-- a y tree over the (N, dy) points for the strict y counts.
+Layout of one *space* (the joint (x, y) points, or the y points):
 
-The tree is complete and implicit (sklearn's layout): node i has children 2i + 1 and 2i + 2,
-and holds the positions [start[i], end[i]) of the permuted points; leaves hold at most
-``leaf_size`` points.
+- a complete kd-tree over blocks of 64 consecutive positions (node i has children 2i + 1 and
+  2i + 2 and covers blocks [bstart[i], bend[i])); a node is split at a block boundary near its
+  median along its widest *split* coordinate (the joint space splits on x coordinates only, so
+  that its tree, read on the first dx coordinates, is an x-space tree too); node boxes
+  ``lo``, ``hi`` hold min/max of *all* coordinates of the node's points. Point p of the tree
+  order is bit p.
+- per coordinate c: the values sorted (``s[c]``), the bit of each sorted position
+  (``ordbit[c]``) and prefix bitsets ``tab[c, b]`` = bits of the first b·g positions of c's
+  order (the bitset backend's tables, with bits in tree order).
 
-Queries (numba ``prange`` over chunks of queries):
+Strict count of {j != self: max_{c in C} |fl(x_jc - q_c)| < r}: walk the tree; a node whose box
+lower bound over C is >= r is skipped, a node whose box upper bound is < r adds its size, and
+the leaves left (single words) form a word list. For each c in C the slab
+{p: |fl(s[c][p] - q_c)| < r} is a contiguous run [lo, hi) of c's order (binary search with the
+exact predicate); its bitset on the listed words is tab[c, hi // g] ^ tab[c, lo // g] plus < 2g
+single-bit fixes; it is ANDed into the words, and words that become zero leave the list. The
+count is the popcount of what is left. Joint k-th distance: an upper bound U (k-th distance to the
+points within 128 tree positions of the query, which are nearby points) gives the candidates {D <= U} the same
+way (all coordinates), which are scanned with exact distances (self excluded by index).
 
-- joint k-th distance: depth-first, nearer child first; a node is skipped when its box lower
-  bound is >= the current k-th best distance; leaf points get the full joint distance with an
-  early exit over coordinates; self is excluded by index (in-sample);
-- strict count within radius r: a node whose box lower bound is >= r is skipped; a node whose
-  box upper bound ``max_c max(|fl(lo_c - q_c)|, |fl(hi_c - q_c)|)`` is < r adds its size (less
-  self); otherwise recurse; leaves test their points.
-
-Exactness: every point distance is ``max_c |fl(r_c - q_c)|`` in float64, like the other
-backends. ``fl(x - q)`` is monotone in x, so for x in [lo, hi]: ``|fl(x - q)| >= fl(lo - q)``
-when q < lo, ``>= fl(q - hi)`` when q > hi, and ``<= max(|fl(lo - q)|, |fl(hi - q)|)``; the box
-bounds are exact bounds of the float distances and pruning never changes a result. Counts are
-therefore identical (integer equality) to the bitset, sweep, scipy and tiled implementations.
+Exactness: every distance is ``max_c |fl(r_c - q_c)|`` in float64, as in the other backends.
+``fl(x - q)`` is monotone in x, so the box bounds built from ``fl(lo - q)``, ``fl(q - hi)`` and
+``|fl(lo - q)|``, ``|fl(hi - q)|`` bound the float distances exactly, and pruning never changes
+a result: counts are identical (integer equality) to the bitset, sweep, scipy and tiled
+implementations, ties and duplicated points included.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -41,18 +49,27 @@ except Exception:  # pragma: no cover - exercised where numba is absent
     _nb = None
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "KDTree", "kdtree_knn_counts", "LEAF_SIZE"]
+__all__ = ["HAVE_NUMBA", "BitTree", "kdtree_knn_counts"]
 
-#: maximum points per leaf (tuned on 8+8-dim Gaussian latents, N = 1e4 .. 1e5)
-LEAF_SIZE = 16
+#: memory budget of the prefix tables of one space (bytes); g (positions between two prefix
+#: rows, ~ single-bit fixes per slab) is the smallest that fits, but at least _G_MIN
+_TABLE_BYTES = 256 * 2**20
+_G_MIN = 16
 #: queries per parallel work item (numba prange runs over chunks of this many queries)
-_CHUNK = 256
-#: maximum tree depth handled by the fixed-size traversal stack (2**60 leaves: never reached)
-_STACK = 128
+_CHUNK = 64
+#: traversal stack size (the tree depth is ~log2(N / 64) + 1)
+_STACK = 256
+#: the joint upper bound scans the tree positions within _WINDOW of the query's position
+_WINDOW = 128
 
 
 if HAVE_NUMBA:
     nb = _nb
+    from lmi_distributed.estimators.neighbors.tree import (  # noqa: E402 - numba helpers
+        cheb_below, first_ge, first_gt, insert_best, popc)
+
+    _ONE = np.uint64(1)
+    _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
     @nb.njit(cache=True, boundscheck=False)
     def _select(perm, pts, dim, s, e, kpos):  # pragma: no cover - jitted
@@ -97,19 +114,20 @@ if HAVE_NUMBA:
 
     @nb.njit(cache=True, boundscheck=False)
     def _build(pts, nsplit, n_nodes):  # pragma: no cover - jitted
-        # pts (N, d); splits on coordinates [0, nsplit). Returns perm (N,), start, end
-        # (n_nodes,), lo, hi (n_nodes, d) boxes of each node's points.
+        # pts (N, d); splits on coordinates [0, nsplit) at block (64-point) boundaries.
+        # Returns perm (N,), bstart, bend (n_nodes,) block ranges, lo, hi (n_nodes, d) boxes.
         n, d = pts.shape
         perm = np.arange(n)
-        start = np.empty(n_nodes, dtype=np.int64)
-        end = np.empty(n_nodes, dtype=np.int64)
+        bstart = np.zeros(n_nodes, dtype=np.int64)
+        bend = np.zeros(n_nodes, dtype=np.int64)
         lo = np.empty((n_nodes, d), dtype=np.float64)
         hi = np.empty((n_nodes, d), dtype=np.float64)
-        start[0] = 0
-        end[0] = n
+        bend[0] = (n + 63) >> 6
         for i in range(n_nodes):
-            s = start[i]
-            e = end[i]
+            bs = bstart[i]
+            be = bend[i]
+            s = bs << 6
+            e = min(n, be << 6)
             for c in range(d):
                 lo[i, c] = np.inf
                 hi[i, c] = -np.inf
@@ -121,7 +139,7 @@ if HAVE_NUMBA:
                         lo[i, c] = v
                     if v > hi[i, c]:
                         hi[i, c] = v
-            if 2 * i + 1 < n_nodes:
+            if be - bs >= 2:
                 best = 0
                 wid = -1.0
                 for c in range(nsplit):
@@ -129,119 +147,27 @@ if HAVE_NUMBA:
                     if w > wid:
                         wid = w
                         best = c
-                mid = s + ((e - s) >> 1)
-                if e - s > 1:
-                    _select(perm, pts, best, s, e, mid)
-                start[2 * i + 1] = s
-                end[2 * i + 1] = mid
-                start[2 * i + 2] = mid
-                end[2 * i + 2] = e
-        return perm, start, end, lo, hi
+                bm = (bs + be) >> 1
+                _select(perm, pts, best, s, e, bm << 6)
+                bstart[2 * i + 1] = bs
+                bend[2 * i + 1] = bm
+                bstart[2 * i + 2] = bm
+                bend[2 * i + 2] = be
+        return perm, bstart, bend, lo, hi
 
     @nb.njit(inline="always", cache=True, boundscheck=False)
-    def _box_lb(lo, hi, node, q, c0, c1, cur):  # pragma: no cover - jitted
-        # exact lower bound of max_c |fl(x_c - q_c)|, c in [c0, c1), over the node's box;
-        # stops early (returning a value >= cur) once cur is reached
-        lb = 0.0
-        for c in range(c0, c1):
-            qc = q[c]
-            t = lo[node, c] - qc
-            if t > lb:
-                lb = t
-            else:
-                t = qc - hi[node, c]
-                if t > lb:
-                    lb = t
-            if lb >= cur:
-                return lb
-        return lb
-
-    @nb.njit(inline="always", cache=True, boundscheck=False)
-    def _leaf_dist(ptsT, s, e, q, c0, c1, acc):  # pragma: no cover - jitted
-        # acc[j - s] = max_{c in [c0, c1)} |fl(ptsT[c, j] - q[c])| for j in [s, e), coordinate
-        # by coordinate over the points (a loop the compiler vectorizes; abs and max are exact)
-        m = e - s
-        for j in range(m):
-            acc[j] = 0.0
-        for c in range(c0, c1):
-            qc = q[c]
-            row = ptsT[c, s:e]
-            for j in range(m):
-                t = abs(row[j] - qc)
-                a = acc[j]
-                acc[j] = t if t > a else a
-
-    @nb.njit(inline="always", cache=True, boundscheck=False)
-    def _knn_one(pts, ptsT, start, end, lo, hi, n_nodes, first_leaf, q, selfpos, kth, best,
-                 stack, stack_lb, acc):  # pragma: no cover - jitted
-        # kth smallest distance max_c |fl(pts[j, c] - q[c])| over j != selfpos (all coords)
-        d = pts.shape[1]
-        for t in range(kth):
-            best[t] = np.inf
-        sp = 0
-        stack[0] = 0
-        stack_lb[0] = 0.0
-        sp = 1
-        while sp > 0:
-            sp -= 1
-            node = stack[sp]
-            cur = best[kth - 1]
-            if stack_lb[sp] >= cur:
-                continue
-            if node >= first_leaf:
-                s0 = start[node]
-                e0 = end[node]
-                _leaf_dist(ptsT, s0, e0, q, 0, d, acc)
-                for j in range(s0, e0):
-                    dist = acc[j - s0]
-                    if j == selfpos:
-                        continue
-                    cur = best[kth - 1]
-                    if dist < cur:
-                        s = kth - 1
-                        while s > 0 and best[s - 1] > dist:
-                            best[s] = best[s - 1]
-                            s -= 1
-                        best[s] = dist
-                continue
-            a = 2 * node + 1
-            b = a + 1
-            la = _box_lb(lo, hi, a, q, 0, d, cur)
-            lb = _box_lb(lo, hi, b, q, 0, d, cur)
-            # push the farther child first so that the nearer one is visited next
-            if la <= lb:
-                if lb < cur:
-                    stack[sp] = b
-                    stack_lb[sp] = lb
-                    sp += 1
-                if la < cur:
-                    stack[sp] = a
-                    stack_lb[sp] = la
-                    sp += 1
-            else:
-                if la < cur:
-                    stack[sp] = a
-                    stack_lb[sp] = la
-                    sp += 1
-                if lb < cur:
-                    stack[sp] = b
-                    stack_lb[sp] = lb
-                    sp += 1
-        return best[kth - 1]
-
-    @nb.njit(inline="always", cache=True, boundscheck=False)
-    def _count_one(ptsT, start, end, lo, hi, first_leaf, q, c0, c1, selfpos, r, stack, acc):
+    def _walk(lo, hi, bstart, bend, n, q, c0, c1, r, selfbit, stack, wl, use_full):
         # pragma: no cover - jitted
-        # #{j != selfpos: max_{c in [c0, c1)} |fl(pts[j, c] - q[c])| < r}
-        if not r > 0:
-            return 0
-        cnt = 0
+        # words of the leaves whose box (coordinates [c0, c1)) may hold points at distance < r
+        # go to wl; with use_full, nodes entirely within distance < r are counted instead
+        # (returned count excludes selfbit). Returns (number of words, count of full nodes).
+        nw = 0
+        full = 0
         stack[0] = 0
         sp = 1
         while sp > 0:
             sp -= 1
             node = stack[sp]
-            # lower and upper bound of the node's distances in one pass
             lb = 0.0
             ub = 0.0
             pruned = False
@@ -251,14 +177,11 @@ if HAVE_NUMBA:
                 th = hi[node, c] - qc
                 if tl > lb:
                     lb = tl
-                    if lb >= r:
-                        pruned = True
-                        break
                 if -th > lb:
                     lb = -th
-                    if lb >= r:
-                        pruned = True
-                        break
+                if lb >= r:
+                    pruned = True
+                    break
                 u = abs(tl)
                 if u > ub:
                     ub = u
@@ -267,130 +190,254 @@ if HAVE_NUMBA:
                     ub = u
             if pruned:
                 continue
-            s = start[node]
-            e = end[node]
-            if ub < r:
-                cnt += e - s
-                if selfpos >= s and selfpos < e:
-                    cnt -= 1
+            bs = bstart[node]
+            be = bend[node]
+            if use_full and ub < r:
+                s = bs << 6
+                e = min(n, be << 6)
+                full += e - s
+                if selfbit >= s and selfbit < e:
+                    full -= 1
                 continue
-            if node >= first_leaf:
-                _leaf_dist(ptsT, s, e, q, c0, c1, acc)
-                for j in range(e - s):
-                    cnt += acc[j] < r
-                if selfpos >= s and selfpos < e:
-                    cnt -= 1  # distance 0 < r
+            if be - bs <= 1:
+                if be > bs:
+                    wl[nw] = bs
+                    nw += 1
                 continue
-            stack[sp] = 2 * node + 1
-            stack[sp + 1] = 2 * node + 2
+            stack[sp] = 2 * node + 2
+            stack[sp + 1] = 2 * node + 1
             sp += 2
-        return cnt
+        return nw, full
+
+    @nb.njit(inline="always", cache=True, boundscheck=False)
+    def _and_slabs(acc, tmp, wl, nw, n, s, ordbit, tab, g, c0, c1, q, r, selfbit):
+        # pragma: no cover - jitted
+        # acc[w] for w in wl[:nw] <- bits of {p in word w, p != selfbit:
+        # |fl(s[c][.] - q_c)| < r for all c in [c0, c1)}; words that become 0 are dropped.
+        # Returns the new number of words.
+        nwords = (n + 63) >> 6
+        for t in range(nw):
+            acc[wl[t]] = _ALL
+        last = nwords - 1
+        rem = n - (last << 6)
+        if rem < 64:
+            acc[last] &= (_ONE << np.uint64(rem)) - _ONE  # harmless if not listed
+        if selfbit >= 0:
+            acc[selfbit >> 6] &= ~(_ONE << np.uint64(selfbit & 63))
+        for c in range(c0, c1):
+            if nw == 0:
+                break
+            sc = s[c]
+            qc = q[c]
+            lo_ = first_gt(sc, qc, -r)
+            hi_ = first_ge(sc, qc, r)
+            if lo_ >= hi_:
+                return 0
+            lb = lo_ // g
+            hb = hi_ // g
+            tl = tab[c, lb]
+            th = tab[c, hb]
+            for t in range(nw):
+                w = wl[t]
+                tmp[w] = th[w] ^ tl[w]
+            oc = ordbit[c]
+            for p in range(hb * g, hi_):
+                bit = oc[p]
+                tmp[bit >> 6] ^= _ONE << np.uint64(bit & 63)
+            for p in range(lb * g, lo_):
+                bit = oc[p]
+                tmp[bit >> 6] ^= _ONE << np.uint64(bit & 63)
+            k = 0
+            for t in range(nw):
+                w = wl[t]
+                v = acc[w] & tmp[w]
+                if v != 0:
+                    acc[w] = v
+                    wl[k] = w
+                    k += 1
+            nw = k
+        return nw
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def knn_radius(pts, ptsT, start, end, lo, hi, first_leaf, q, selfpos, kth, chunk):
-        # pragma: no cover - jitted
-        # q (M, d) queries, selfpos (M,) tree position of each query's own point or -1
+    def bt_count(lo, hi, bstart, bend, n, s, ordbit, tab, g, c0, c1, q, selfbit, radius,
+                 chunk):  # pragma: no cover - jitted
+        # (M,) int64 #{p != selfbit[m]: max_{c in [c0, c1)} |fl(x_pc - q_mc)| < radius[m]}
         m_total = q.shape[0]
-        n_nodes = start.shape[0]
+        nwords = (n + 63) >> 6
+        out = np.zeros(m_total, dtype=np.int64)
+        nchunk = (m_total + chunk - 1) // chunk
+        for ch in nb.prange(nchunk):
+            acc = np.empty(nwords, dtype=np.uint64)
+            tmp = np.empty(nwords, dtype=np.uint64)
+            wl = np.empty(nwords, dtype=np.int64)
+            stack = np.empty(_STACK, dtype=np.int64)
+            for m in range(ch * chunk, min(m_total, (ch + 1) * chunk)):
+                r = radius[m]
+                if not r > 0:
+                    continue
+                qm = q[m]
+                sb = selfbit[m]
+                nw, cnt = _walk(lo, hi, bstart, bend, n, qm, c0, c1, r, sb, stack, wl, True)
+                nw = _and_slabs(acc, tmp, wl, nw, n, s, ordbit, tab, g, c0, c1, qm, r, sb)
+                for t in range(nw):
+                    cnt += int(popc(acc[wl[t]]))
+                out[m] = cnt
+        return out
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def bt_knn(pts, lo, hi, bstart, bend, n, s, ordbit, tab, g, q, selfbit, bound, kth,
+               chunk):  # pragma: no cover - jitted
+        # (M,) kth smallest max_c |fl(x_pc - q_mc)| over p != selfbit[m] (all coordinates);
+        # candidates are {D <= bound[m]}, so bound[m] >= the answer is required
+        m_total = q.shape[0]
+        d = pts.shape[1]
+        nwords = (n + 63) >> 6
         out = np.empty(m_total, dtype=np.float64)
-        leaf_max = 1
-        for i in range(first_leaf, n_nodes):
-            leaf_max = max(leaf_max, end[i] - start[i])
+        nchunk = (m_total + chunk - 1) // chunk
+        for ch in nb.prange(nchunk):
+            acc = np.empty(nwords, dtype=np.uint64)
+            tmp = np.empty(nwords, dtype=np.uint64)
+            wl = np.empty(nwords, dtype=np.int64)
+            stack = np.empty(_STACK, dtype=np.int64)
+            best = np.empty(kth, dtype=np.float64)
+            for m in range(ch * chunk, min(m_total, (ch + 1) * chunk)):
+                r = np.nextafter(bound[m], np.inf)  # D <= bound  <=>  D < r
+                qm = q[m]
+                sb = selfbit[m]
+                nw, _ = _walk(lo, hi, bstart, bend, n, qm, 0, d, r, sb, stack, wl, False)
+                nw = _and_slabs(acc, tmp, wl, nw, n, s, ordbit, tab, g, 0, d, qm, r, sb)
+                for t in range(kth):
+                    best[t] = np.inf
+                for t in range(nw):
+                    w = wl[t]
+                    word = acc[w]
+                    while word != 0:
+                        low = word & (~word + _ONE)
+                        j = (w << 6) + int(popc(low - _ONE))
+                        word ^= low
+                        cur = best[kth - 1]
+                        dist = cheb_below(pts[j], qm, cur)
+                        if dist < cur:
+                            insert_best(best, dist)
+                out[m] = best[kth - 1]
+        return out
+
+    @nb.njit(parallel=True, cache=True, boundscheck=False)
+    def bt_window_bound(pts, lo, hi, bstart, bend, q, selfbit, kth, half, chunk):
+        # pragma: no cover - jitted
+        # (M,) kth smallest distance from q[m] to the points at tree positions within
+        # ``half`` of a centre (self excluded): >= the kth distance to all points. The centre
+        # is the query's own position in-sample, else the leaf reached by descending the tree
+        # towards the nearer child box; nearby tree positions are nearby points.
+        m_total = q.shape[0]
+        n, d = pts.shape
+        out = np.empty(m_total, dtype=np.float64)
         nchunk = (m_total + chunk - 1) // chunk
         for ch in nb.prange(nchunk):
             best = np.empty(kth, dtype=np.float64)
-            stack = np.empty(_STACK, dtype=np.int64)
-            stack_lb = np.empty(_STACK, dtype=np.float64)
-            acc = np.empty(leaf_max, dtype=np.float64)
             for m in range(ch * chunk, min(m_total, (ch + 1) * chunk)):
-                out[m] = _knn_one(pts, ptsT, start, end, lo, hi, n_nodes, first_leaf, q[m],
-                                  selfpos[m], kth, best, stack, stack_lb, acc)
+                qm = q[m]
+                sb = selfbit[m]
+                if sb >= 0:
+                    centre = sb
+                else:
+                    node = 0
+                    while bend[node] - bstart[node] > 1:
+                        a = 2 * node + 1
+                        la = 0.0
+                        lb = 0.0
+                        for c in range(d):
+                            la = max(la, lo[a, c] - qm[c], qm[c] - hi[a, c])
+                            lb = max(lb, lo[a + 1, c] - qm[c], qm[c] - hi[a + 1, c])
+                        node = a if la <= lb else a + 1
+                    centre = min(n - 1, (bstart[node] << 6) + 32)
+                for t in range(kth):
+                    best[t] = np.inf
+                for j in range(max(0, centre - half), min(n, centre + half + 1)):
+                    if j == sb:
+                        continue
+                    cur = best[kth - 1]
+                    dist = cheb_below(pts[j], qm, cur)
+                    if dist < cur:
+                        insert_best(best, dist)
+                out[m] = best[kth - 1]
         return out
 
-    @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def strict_count(ptsT, start, end, lo, hi, first_leaf, q, c0, c1, selfpos, radius, chunk):
-        # pragma: no cover - jitted
-        m_total = q.shape[0]
-        out = np.zeros(m_total, dtype=np.int64)
-        leaf_max = 1
-        for i in range(first_leaf, start.shape[0]):
-            leaf_max = max(leaf_max, end[i] - start[i])
-        nchunk = (m_total + chunk - 1) // chunk
-        for ch in nb.prange(nchunk):
-            stack = np.empty(_STACK, dtype=np.int64)
-            acc = np.empty(leaf_max, dtype=np.float64)
-            for m in range(ch * chunk, min(m_total, (ch + 1) * chunk)):
-                out[m] = _count_one(ptsT, start, end, lo, hi, first_leaf, q[m], c0, c1,
-                                    selfpos[m], radius[m], stack, acc)
-        return out
+
+def _n_nodes(n: int) -> int:
+    """Nodes of the complete tree over ceil(n / 64) blocks (leaves hold at most one block)."""
+    blocks = max(1, -(-n // 64))
+    levels = max(0, math.ceil(math.log2(blocks)))
+    return (1 << (levels + 1)) - 1
 
 
-def _n_nodes(n: int, leaf_size: int) -> int:
-    """Nodes of the complete tree whose leaves hold at most ``leaf_size`` of ``n`` points."""
-    levels = 1
-    while (n >> (levels - 1)) > leaf_size and levels < 60:
-        levels += 1
-    # a node at depth L holds floor or ceil of n / 2**L points: make sure ceil fits too
-    while -(-n // (1 << (levels - 1))) > leaf_size and levels < 60:
-        levels += 1
-    return (1 << levels) - 1
+class BitTree:
+    """One space: kd-tree over 64-point blocks plus per-coordinate prefix bitsets.
 
-
-class KDTree:
-    """Complete kd-tree over ``pts`` (N, d) float64, split on coordinates [0, nsplit).
-
-    Attributes: ``perm`` (N,) int64, tree position -> input row; ``rank`` (N,), the inverse;
-    ``pts`` (N, d) the points in tree order (contiguous); ``start``, ``end`` (n_nodes,) the
-    positions of each node; ``lo``, ``hi`` (n_nodes, d) the boxes; ``first_leaf`` the index of
-    the first leaf (nodes >= first_leaf are leaves).
+    pts (N, d) float64; the tree splits on coordinates [0, nsplit). Attributes: ``perm`` (N,)
+    tree position -> input row, ``rank`` its inverse, ``pts`` (N, d) points in tree order,
+    ``bstart``/``bend``/``lo``/``hi`` the nodes, ``s`` (d, N) sorted values, ``ordbit`` (d, N)
+    the tree position of each sorted position, ``tab`` (d, N // g + 1, ceil(N / 64)) uint64
+    prefix bitsets every ``g`` sorted positions.
     """
 
-    def __init__(self, pts: np.ndarray, nsplit: int | None = None, leaf_size: int = LEAF_SIZE):
+    def __init__(self, pts: np.ndarray, nsplit: int | None = None,
+                 table_bytes: int | None = None):
+        from lmi_distributed.estimators.neighbors.tree import _get_bit_kernels
+
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         n, d = pts.shape
+        self.n, self.d = n, d
         nsplit = d if nsplit is None else int(nsplit)
-        n_nodes = _n_nodes(max(n, 1), max(1, int(leaf_size)))
-        self.n_nodes = n_nodes
-        self.first_leaf = n_nodes // 2
-        self.perm, self.start, self.end, self.lo, self.hi = _build(pts, nsplit, n_nodes)
+        self.perm, self.bstart, self.bend, self.lo, self.hi = _build(pts, nsplit, _n_nodes(n))
         self.pts = np.ascontiguousarray(pts[self.perm])
-        self.ptsT = np.ascontiguousarray(self.pts.T)
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[self.perm] = np.arange(n)
+        ordbit = np.argsort(self.pts, axis=0, kind="stable").T
+        self.ordbit = np.ascontiguousarray(ordbit, dtype=np.int64)
+        self.s = np.ascontiguousarray(np.take_along_axis(self.pts.T, self.ordbit, axis=1))
+        words = (n + 63) // 64
+        budget = _TABLE_BYTES if table_bytes is None else int(table_bytes)
+        rows = max(2, budget // max(1, d * words * 8))  # prefix rows per coordinate
+        self.g = max(_G_MIN, -(-n // (rows - 1)))
+        self.tab = _get_bit_kernels()["build_tables"](self.ordbit, self.g, words)
 
-    def knn(self, q: np.ndarray, selfpos: np.ndarray, kth: int) -> np.ndarray:
-        """(M,) k-th smallest Chebyshev distance over all d coordinates from q (M, d);
-        ``selfpos`` (M,) the tree position to exclude (-1: none)."""
-        return knn_radius(self.pts, self.ptsT, self.start, self.end, self.lo, self.hi, self.first_leaf, q,
-                          selfpos, int(kth), _CHUNK)
-
-    def count(self, q: np.ndarray, c0: int, c1: int, selfpos: np.ndarray, radius: np.ndarray
+    def count(self, q: np.ndarray, c0: int, c1: int, selfbit: np.ndarray, radius: np.ndarray
               ) -> np.ndarray:
-        """(M,) int64 #{j != selfpos: max_{c0<=c<c1} |pts_jc - q_c| < radius} for q (M, >= c1)."""
-        return strict_count(self.ptsT, self.start, self.end, self.lo, self.hi, self.first_leaf,
-                            q, int(c0), int(c1), selfpos, radius, _CHUNK)
+        """(M,) int64 #{p != selfbit: max_{c0<=c<c1} |pts_pc - q_c| < radius} for q (M, >= c1)."""
+        return bt_count(self.lo, self.hi, self.bstart, self.bend, self.n, self.s, self.ordbit,
+                        self.tab, self.g, int(c0), int(c1), q, selfbit, radius, _CHUNK)
+
+    def knn(self, q: np.ndarray, selfbit: np.ndarray, bound: np.ndarray, kth: int
+            ) -> np.ndarray:
+        """(M,) kth smallest Chebyshev distance over all d coordinates (self excluded), given
+        ``bound`` (M,) >= the answer."""
+        return bt_knn(self.pts, self.lo, self.hi, self.bstart, self.bend, self.n, self.s,
+                      self.ordbit, self.tab, self.g, q, selfbit, bound, int(kth), _CHUNK)
 
 
 def kdtree_knn_counts(rx: np.ndarray, ry: np.ndarray, qx: np.ndarray | None,
-                      qy: np.ndarray | None, kth: int, leaf_size: int = LEAF_SIZE
+                      qy: np.ndarray | None, kth: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``tree.knn_counts`` semantics (float64, C-contiguous inputs; qx None = in-sample).
+    """``tree.knn_counts`` semantics (float64 C-contiguous inputs; qx None = in-sample).
 
-    Returns eps (M,) float64 and strict counts nx, ny (M,) int64 (see ``tree.knn_counts``)."""
+    rx (N, dx), ry (N, dy), qx (M, dx), qy (M, dy). Returns eps (M,) float64, the kth joint
+    Chebyshev distance, and strict counts nx, ny (M,) int64 (see ``tree.knn_counts``)."""
     n, dx = rx.shape
     dy = ry.shape[1]
     insample = qx is None
-    jt = KDTree(np.hstack([rx, ry]), nsplit=dx, leaf_size=leaf_size)
-    yt = KDTree(ry, leaf_size=leaf_size)
+    jt = BitTree(np.hstack([rx, ry]), nsplit=dx)
     if insample:
-        # queries in joint-tree order (neighbouring queries walk the same nodes)
-        q = jt.pts
+        q = jt.pts  # queries in tree order: neighbouring queries walk the same nodes
         jself = np.arange(n, dtype=np.int64)
     else:
         q = np.ascontiguousarray(np.hstack([qx, qy]))
         jself = np.full(q.shape[0], -1, dtype=np.int64)
-    eps = jt.knn(q, jself, kth)
+    bound = bt_window_bound(jt.pts, jt.lo, jt.hi, jt.bstart, jt.bend, q, jself, int(kth),
+                            _WINDOW, _CHUNK)
+    eps = jt.knn(q, jself, bound, kth)
     nx = jt.count(q, 0, dx, jself, eps)
+    yt = BitTree(ry)
     if insample:
         qy_ = yt.pts
         yself = np.arange(n, dtype=np.int64)
