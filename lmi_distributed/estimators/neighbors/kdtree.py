@@ -51,10 +51,14 @@ except Exception:  # pragma: no cover - exercised where numba is absent
 
 __all__ = ["HAVE_NUMBA", "BitTree", "kdtree_knn_counts"]
 
-#: memory budget of the prefix tables of one space (bytes); g (positions between two prefix
-#: rows, ~ single-bit fixes per slab) is the smallest that fits, but at least _G_MIN
-_TABLE_BYTES = 256 * 2**20
+#: memory budget of the prefix tables of one space (bytes) and most prefix rows per coordinate;
+#: g (positions between two prefix rows, ~ single-bit fixes per slab) is the smallest that fits
+#: both, but at least _G_MIN (N = 1e4: g = 16, 13 MB; 1e5: g = 98, 200 MB; 1e6: g ~ 4000, 512 MB)
+_TABLE_BYTES = 512 * 2**20
+_MAX_ROWS = 1024
 _G_MIN = 16
+#: leaves hold 2**_LEAF_SHIFT points (>= 6: whole bitset words)
+_LEAF_SHIFT = 6
 #: queries per parallel work item (numba prange runs over chunks of this many queries)
 _CHUNK = 64
 #: traversal stack size (the tree depth is ~log2(N / 64) + 1)
@@ -113,8 +117,8 @@ if HAVE_NUMBA:
                 return
 
     @nb.njit(cache=True, boundscheck=False)
-    def _build(pts, nsplit, n_nodes):  # pragma: no cover - jitted
-        # pts (N, d); splits on coordinates [0, nsplit) at block (64-point) boundaries.
+    def _build(pts, nsplit, n_nodes, bsh):  # pragma: no cover - jitted
+        # pts (N, d); splits on coordinates [0, nsplit) at block (2**bsh points) boundaries.
         # Returns perm (N,), bstart, bend (n_nodes,) block ranges, lo, hi (n_nodes, d) boxes.
         n, d = pts.shape
         perm = np.arange(n)
@@ -122,12 +126,12 @@ if HAVE_NUMBA:
         bend = np.zeros(n_nodes, dtype=np.int64)
         lo = np.empty((n_nodes, d), dtype=np.float64)
         hi = np.empty((n_nodes, d), dtype=np.float64)
-        bend[0] = (n + 63) >> 6
+        bend[0] = (n + (1 << bsh) - 1) >> bsh
         for i in range(n_nodes):
             bs = bstart[i]
             be = bend[i]
-            s = bs << 6
-            e = min(n, be << 6)
+            s = bs << bsh
+            e = min(n, be << bsh)
             for c in range(d):
                 lo[i, c] = np.inf
                 hi[i, c] = -np.inf
@@ -148,7 +152,7 @@ if HAVE_NUMBA:
                         wid = w
                         best = c
                 bm = (bs + be) >> 1
-                _select(perm, pts, best, s, e, bm << 6)
+                _select(perm, pts, best, s, e, bm << bsh)
                 bstart[2 * i + 1] = bs
                 bend[2 * i + 1] = bm
                 bstart[2 * i + 2] = bm
@@ -156,7 +160,7 @@ if HAVE_NUMBA:
         return perm, bstart, bend, lo, hi
 
     @nb.njit(inline="always", cache=True, boundscheck=False)
-    def _walk(lo, hi, bstart, bend, n, q, c0, c1, r, selfbit, stack, wl, use_full):
+    def _walk(lo, hi, bstart, bend, bsh, n, q, c0, c1, r, selfbit, stack, wl, use_full):
         # pragma: no cover - jitted
         # words of the leaves whose box (coordinates [c0, c1)) may hold points at distance < r
         # go to wl; with use_full, nodes entirely within distance < r are counted instead
@@ -193,15 +197,15 @@ if HAVE_NUMBA:
             bs = bstart[node]
             be = bend[node]
             if use_full and ub < r:
-                s = bs << 6
-                e = min(n, be << 6)
+                s = bs << bsh
+                e = min(n, be << bsh)
                 full += e - s
                 if selfbit >= s and selfbit < e:
                     full -= 1
                 continue
             if be - bs <= 1:
-                if be > bs:
-                    wl[nw] = bs
+                for w in range(bs << (bsh - 6), min((n + 63) >> 6, be << (bsh - 6))):
+                    wl[nw] = w
                     nw += 1
                 continue
             stack[sp] = 2 * node + 2
@@ -259,7 +263,7 @@ if HAVE_NUMBA:
         return nw
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def bt_count(lo, hi, bstart, bend, n, s, ordbit, tab, g, c0, c1, q, selfbit, radius,
+    def bt_count(lo, hi, bstart, bend, bsh, n, s, ordbit, tab, g, c0, c1, q, selfbit, radius,
                  chunk):  # pragma: no cover - jitted
         # (M,) int64 #{p != selfbit[m]: max_{c in [c0, c1)} |fl(x_pc - q_mc)| < radius[m]}
         m_total = q.shape[0]
@@ -277,7 +281,7 @@ if HAVE_NUMBA:
                     continue
                 qm = q[m]
                 sb = selfbit[m]
-                nw, cnt = _walk(lo, hi, bstart, bend, n, qm, c0, c1, r, sb, stack, wl, True)
+                nw, cnt = _walk(lo, hi, bstart, bend, bsh, n, qm, c0, c1, r, sb, stack, wl, True)
                 nw = _and_slabs(acc, tmp, wl, nw, n, s, ordbit, tab, g, c0, c1, qm, r, sb)
                 for t in range(nw):
                     cnt += int(popc(acc[wl[t]]))
@@ -285,7 +289,7 @@ if HAVE_NUMBA:
         return out
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def bt_knn(pts, lo, hi, bstart, bend, n, s, ordbit, tab, g, q, selfbit, bound, kth,
+    def bt_knn(pts, lo, hi, bstart, bend, bsh, n, s, ordbit, tab, g, q, selfbit, bound, kth,
                chunk):  # pragma: no cover - jitted
         # (M,) kth smallest max_c |fl(x_pc - q_mc)| over p != selfbit[m] (all coordinates);
         # candidates are {D <= bound[m]}, so bound[m] >= the answer is required
@@ -304,7 +308,7 @@ if HAVE_NUMBA:
                 r = np.nextafter(bound[m], np.inf)  # D <= bound  <=>  D < r
                 qm = q[m]
                 sb = selfbit[m]
-                nw, _ = _walk(lo, hi, bstart, bend, n, qm, 0, d, r, sb, stack, wl, False)
+                nw, _ = _walk(lo, hi, bstart, bend, bsh, n, qm, 0, d, r, sb, stack, wl, False)
                 nw = _and_slabs(acc, tmp, wl, nw, n, s, ordbit, tab, g, 0, d, qm, r, sb)
                 for t in range(kth):
                     best[t] = np.inf
@@ -323,7 +327,7 @@ if HAVE_NUMBA:
         return out
 
     @nb.njit(parallel=True, cache=True, boundscheck=False)
-    def bt_window_bound(pts, lo, hi, bstart, bend, q, selfbit, kth, half, chunk):
+    def bt_window_bound(pts, lo, hi, bstart, bend, bsh, q, selfbit, kth, half, chunk):
         # pragma: no cover - jitted
         # (M,) kth smallest distance from q[m] to the points at tree positions within
         # ``half`` of a centre (self excluded): >= the kth distance to all points. The centre
@@ -350,7 +354,7 @@ if HAVE_NUMBA:
                             la = max(la, lo[a, c] - qm[c], qm[c] - hi[a, c])
                             lb = max(lb, lo[a + 1, c] - qm[c], qm[c] - hi[a + 1, c])
                         node = a if la <= lb else a + 1
-                    centre = min(n - 1, (bstart[node] << 6) + 32)
+                    centre = min(n - 1, (bstart[node] << bsh) + (1 << (bsh - 1)))
                 for t in range(kth):
                     best[t] = np.inf
                 for j in range(max(0, centre - half), min(n, centre + half + 1)):
@@ -364,9 +368,13 @@ if HAVE_NUMBA:
         return out
 
 
-def _n_nodes(n: int) -> int:
-    """Nodes of the complete tree over ceil(n / 64) blocks (leaves hold at most one block)."""
-    blocks = max(1, -(-n // 64))
+def _leaf_shift(n: int) -> int:
+    """log2 of the points per leaf block for n points (a multiple of 64)."""
+    return _LEAF_SHIFT
+
+def _n_nodes(n: int, bsh: int) -> int:
+    """Nodes of the complete tree over ceil(n / 2**bsh) blocks (leaves hold at most one)."""
+    blocks = max(1, -(-n // (1 << bsh)))
     levels = max(0, math.ceil(math.log2(blocks)))
     return (1 << (levels + 1)) - 1
 
@@ -382,14 +390,17 @@ class BitTree:
     """
 
     def __init__(self, pts: np.ndarray, nsplit: int | None = None,
-                 table_bytes: int | None = None):
+                 table_bytes: int | None = None, leaf_shift: int | None = None):
         from lmi_distributed.estimators.neighbors.tree import _get_bit_kernels
 
         pts = np.ascontiguousarray(pts, dtype=np.float64)
         n, d = pts.shape
         self.n, self.d = n, d
         nsplit = d if nsplit is None else int(nsplit)
-        self.perm, self.bstart, self.bend, self.lo, self.hi = _build(pts, nsplit, _n_nodes(n))
+        self.bsh = _leaf_shift(n) if leaf_shift is None else int(leaf_shift)
+        self.perm, self.bstart, self.bend, self.lo, self.hi = _build(pts, nsplit,
+                                                                     _n_nodes(n, self.bsh),
+                                                                     self.bsh)
         self.pts = np.ascontiguousarray(pts[self.perm])
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[self.perm] = np.arange(n)
@@ -398,21 +409,21 @@ class BitTree:
         self.s = np.ascontiguousarray(np.take_along_axis(self.pts.T, self.ordbit, axis=1))
         words = (n + 63) // 64
         budget = _TABLE_BYTES if table_bytes is None else int(table_bytes)
-        rows = max(2, budget // max(1, d * words * 8))  # prefix rows per coordinate
+        rows = max(2, min(_MAX_ROWS, budget // max(1, d * words * 8)))  # per coordinate
         self.g = max(_G_MIN, -(-n // (rows - 1)))
         self.tab = _get_bit_kernels()["build_tables"](self.ordbit, self.g, words)
 
     def count(self, q: np.ndarray, c0: int, c1: int, selfbit: np.ndarray, radius: np.ndarray
               ) -> np.ndarray:
         """(M,) int64 #{p != selfbit: max_{c0<=c<c1} |pts_pc - q_c| < radius} for q (M, >= c1)."""
-        return bt_count(self.lo, self.hi, self.bstart, self.bend, self.n, self.s, self.ordbit,
+        return bt_count(self.lo, self.hi, self.bstart, self.bend, self.bsh, self.n, self.s, self.ordbit,
                         self.tab, self.g, int(c0), int(c1), q, selfbit, radius, _CHUNK)
 
     def knn(self, q: np.ndarray, selfbit: np.ndarray, bound: np.ndarray, kth: int
             ) -> np.ndarray:
         """(M,) kth smallest Chebyshev distance over all d coordinates (self excluded), given
         ``bound`` (M,) >= the answer."""
-        return bt_knn(self.pts, self.lo, self.hi, self.bstart, self.bend, self.n, self.s,
+        return bt_knn(self.pts, self.lo, self.hi, self.bstart, self.bend, self.bsh, self.n, self.s,
                       self.ordbit, self.tab, self.g, q, selfbit, bound, int(kth), _CHUNK)
 
 
@@ -433,7 +444,7 @@ def kdtree_knn_counts(rx: np.ndarray, ry: np.ndarray, qx: np.ndarray | None,
     else:
         q = np.ascontiguousarray(np.hstack([qx, qy]))
         jself = np.full(q.shape[0], -1, dtype=np.int64)
-    bound = bt_window_bound(jt.pts, jt.lo, jt.hi, jt.bstart, jt.bend, q, jself, int(kth),
+    bound = bt_window_bound(jt.pts, jt.lo, jt.hi, jt.bstart, jt.bend, jt.bsh, q, jself, int(kth),
                             _WINDOW, _CHUNK)
     eps = jt.knn(q, jself, bound, kth)
     nx = jt.count(q, 0, dx, jself, eps)
