@@ -198,6 +198,20 @@ def main(argv=None) -> int:
             ("max_abs_diff_pmi_bits", "max|dpMI|", "{:.1e}"),
             ("kdtree_bitset_identical", "kd==bits", "{}"), ("loadavg_before", "load", "{:.1f}")]
     print_table(rows, cols)
+    sys.stdout.flush()
+    meta = {"numba": tree.HAVE_NUMBA, "cpu_count": os.cpu_count(),
+            "numba_threads": (__import__("numba").get_num_threads() if tree.HAVE_NUMBA else None),
+            "note": "noise off on both sides; shared machine: see load averages"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(curve: list) -> None:  # after the rows and after every curve point
+        doc = {"meta": meta, "rows": rows}
+        if curve:
+            doc["curve"] = curve
+        out.write_text(json.dumps(doc, indent=2))
+
+    save([])
     curve = []
     if args.curve:
         ksg_pmi(*gaussian_latents(30000)[:2], backend="tree")  # compile / load the kdtree path
@@ -211,21 +225,14 @@ def main(argv=None) -> int:
             pt.update(seconds=t, cpu_seconds=cpu[0], s_per_nlog2n=t / (n * math.log2(n)),
                       mi=float(p.mean()), loadavg_after=os.getloadavg()[0])
             curve.append(pt)
+            save(curve)
             print(f"curve N={n} done ({t:.2f} s)", file=sys.stderr, flush=True)
         print("\ncost curve (ours, default implementation):")
         print_table(curve, [("n", "N", "{:d}"), ("impl", "impl", "{}"), ("seconds", "wall s", "{:.3f}"),
                             ("cpu_seconds", "cpu s", "{:.3f}"),
                             ("s_per_nlog2n", "s/(N log2 N)", "{:.2e}"),
                             ("loadavg_before", "load", "{:.1f}")])
-    meta = {"numba": tree.HAVE_NUMBA, "cpu_count": os.cpu_count(),
-            "numba_threads": (__import__("numba").get_num_threads() if tree.HAVE_NUMBA else None),
-            "note": "noise off on both sides; shared machine: see load averages"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"meta": meta, "rows": rows}
-    if curve:
-        doc["curve"] = curve
-    out.write_text(json.dumps(doc, indent=2))
+    save(curve)
     print(f"wrote {out}")
     return 0
 
