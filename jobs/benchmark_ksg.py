@@ -3,8 +3,11 @@
 Same data, same run: for each N, correlated Gaussian latents (8 dims each, per-dim correlation
 rho, true MI = −8/2·log2(1−ρ²) bits) are timed with
 
-- ours: ``knn_counts`` + digamma (= ``ksg_pmi``) with the "tree" backend (numba bitset kernels;
-  the scipy-cKDTree fallback and the "tiled" backend too for small N);
+- ours: ``knn_counts`` + digamma (= ``ksg_pmi``) with the "tree" backend and its default
+  implementation (``tree.auto_impl(N)``: numba bitset kernels below 2e4 points, the kd-tree over
+  bitset words of ``neighbors/kdtree.py`` from there); the "kdtree" and "bitset"
+  implementations on their own (``tree.knn_counts(impl=...)``, bitset up to ``--bitset-max``),
+  the scipy-cKDTree fallback and the "tiled" backend too for small N;
 - latentmi 0.1.3 ``ksg.mi`` run in its own venv (``.venv-latentmi``) as a subprocess, data passed
   through a temporary .npy, its ``add_noise`` monkeypatched to the identity so that both sides
   run without noise and the estimates must agree (to float rounding: latentmi counts with
@@ -14,8 +17,10 @@ Wall times and process CPU times (ours: all numba threads together; latentmi is
 single-threaded) are the best of ``--repeats`` (1 repeat for N >= 50000), excluding imports and numba
 compilation (a warm-up call runs first). Prints a table, writes JSON (default
 ``jobs/results/benchmark_ksg.json``). The machine may be shared: the load average is recorded.
+``--curve`` adds a cost curve of ours alone (default implementation, 1 repeat from 1e5) for
+N = 1e3 .. 1e6: seconds and seconds / (N log2 N), JSON key "curve".
 
-    python jobs/benchmark_ksg.py --sizes 1000 5000 10000 50000 --repeats 3
+    python jobs/benchmark_ksg.py --sizes 1000 10000 30000 100000 --repeats 3 --curve
 """
 
 from __future__ import annotations
@@ -95,8 +100,9 @@ def latentmi_subprocess(script: str, arrays: dict[str, np.ndarray], args: tuple[
         return out
 
 
-def run_latentmi(x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
-    out = latentmi_subprocess(_LATENTMI_SCRIPT, {"x": x, "y": y}, (str(repeats),), read_back=("latentmi_pmi",))
+def run_latentmi(x: np.ndarray, y: np.ndarray, repeats: int, python: Path = LATENTMI_PY) -> dict:
+    out = latentmi_subprocess(_LATENTMI_SCRIPT, {"x": x, "y": y}, (str(repeats),), python=python,
+                              read_back=("latentmi_pmi",))
     out["pmi"] = out.pop("latentmi_pmi")
     return out
 
@@ -118,11 +124,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_ksg.json"))
     ap.add_argument("--no-latentmi", action="store_true")
+    ap.add_argument("--latentmi-python", default=str(LATENTMI_PY),
+                    help="python of a venv with latentmi 0.1.3 (default: .venv-latentmi here)")
+    ap.add_argument("--bitset-max", type=int, default=50000,
+                    help="time impl='bitset' on its own up to this N (it is O(N^2))")
+    ap.add_argument("--curve", action="store_true", help="also time ours for N = 1e3 .. 1e6")
+    ap.add_argument("--curve-sizes", type=int, nargs="+",
+                    default=[1000, 3000, 10000, 30000, 100000, 300000, 1000000])
     args = ap.parse_args(argv)
-    have_latentmi = LATENTMI_PY.exists() and not args.no_latentmi
+    lm_python = Path(args.latentmi_python)
+    have_latentmi = lm_python.exists() and not args.no_latentmi
     if not have_latentmi:
         print("latentmi venv not found (or --no-latentmi): timing ours only", file=sys.stderr)
     ksg_pmi(*gaussian_latents(300)[:2], backend="tree")  # numba compile / cache load
+    if tree.HAVE_NUMBA:
+        for impl in ("kdtree", "bitset"):
+            tree.knn_counts(*gaussian_latents(300)[:2], kth=3, impl=impl)
     rows = []
     for n in args.sizes:
         x, y, truth = gaussian_latents(n)
@@ -132,7 +149,21 @@ def main(argv=None) -> int:
         cpu: list = []
         t, p = best_of(lambda: ksg_pmi(x, y, backend="tree"), reps, cpu)
         row.update(ours_tree_s=t, ours_tree_cpu_s=cpu[0], ours_mi=float(p.mean()),
-                   ours_impl=tree.available_impls()[0])
+                   ours_impl=tree.auto_impl(n))
+        if tree.HAVE_NUMBA:
+            ref_counts = None
+            for impl in ("kdtree", "bitset"):
+                if impl == "bitset" and n > args.bitset_max:
+                    continue
+                c2: list = []
+                ti, ci = best_of(lambda: tree.knn_counts(x, y, kth=3, impl=impl), reps, c2)
+                row[f"ours_{impl}_s"] = ti
+                row[f"ours_{impl}_cpu_s"] = c2[0]
+                if ref_counts is None:
+                    ref_counts = ci
+                else:
+                    row["kdtree_bitset_identical"] = all(
+                        bool(np.array_equal(a, b)) for a, b in zip(ref_counts, ci))
         if n <= 10000 and tree.HAVE_NUMBA:
             t2, p2 = best_of(lambda: tree.knn_counts(x, y, kth=3, impl="scipy"), 1)
             row["ours_scipy_ckdtree_s"] = t2
@@ -143,31 +174,65 @@ def main(argv=None) -> int:
             row["ours_tiled_s"] = t3
             row["tiled_identical"] = bool(np.array_equal(p3, p))
         if have_latentmi:
-            lm = run_latentmi(x, y, reps)
+            lm = run_latentmi(x, y, reps, lm_python)
             row.update(latentmi_s=lm["seconds"], latentmi_cpu_s=lm["cpu_seconds"],
                        latentmi_mi=lm["mi"], speedup_vs_latentmi=lm["seconds"] / t,
                        cpu_time_ratio=lm["cpu_seconds"] / cpu[0],
                        abs_diff_mi_bits=abs(lm["mi"] - float(p.mean())),
                        max_abs_diff_pmi_bits=float(np.max(np.abs(lm["pmi"] - p))))
+            if "ours_kdtree_s" in row:
+                row["kdtree_speedup_vs_latentmi"] = lm["seconds"] / row["ours_kdtree_s"]
         row["loadavg_after"] = os.getloadavg()[0]
         rows.append(row)
         print(f"N={n} done", file=sys.stderr, flush=True)
 
-    cols = [("n", "N", "{:d}"), ("ours_tree_s", "ours tree s", "{:.4f}"),
+    cols = [("n", "N", "{:d}"), ("ours_impl", "auto", "{}"), ("ours_tree_s", "ours tree s", "{:.4f}"),
+            ("ours_kdtree_s", "kdtree s", "{:.4f}"), ("ours_bitset_s", "bitset s", "{:.4f}"),
             ("ours_scipy_ckdtree_s", "cKDTree s", "{:.3f}"), ("ours_tiled_s", "tiled s", "{:.3f}"),
             ("latentmi_s", "latentmi s", "{:.3f}"), ("speedup_vs_latentmi", "speedup", "{:.1f}x"),
+            ("kdtree_speedup_vs_latentmi", "kdtree speedup", "{:.1f}x"),
             ("ours_tree_cpu_s", "ours cpu s", "{:.3f}"), ("latentmi_cpu_s", "lmi cpu s", "{:.3f}"),
             ("cpu_time_ratio", "cpu ratio", "{:.1f}x"),
             ("ours_mi", "ours MI", "{:.5f}"), ("latentmi_mi", "latentmi MI", "{:.5f}"),
             ("abs_diff_mi_bits", "|dMI| bits", "{:.1e}"),
-            ("max_abs_diff_pmi_bits", "max|dpMI|", "{:.1e}"), ("loadavg_before", "load", "{:.1f}")]
+            ("max_abs_diff_pmi_bits", "max|dpMI|", "{:.1e}"),
+            ("kdtree_bitset_identical", "kd==bits", "{}"), ("loadavg_before", "load", "{:.1f}")]
     print_table(rows, cols)
+    sys.stdout.flush()
     meta = {"numba": tree.HAVE_NUMBA, "cpu_count": os.cpu_count(),
             "numba_threads": (__import__("numba").get_num_threads() if tree.HAVE_NUMBA else None),
             "note": "noise off on both sides; shared machine: see load averages"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+    def save(curve: list) -> None:  # after the rows and after every curve point
+        doc = {"meta": meta, "rows": rows}
+        if curve:
+            doc["curve"] = curve
+        out.write_text(json.dumps(doc, indent=2))
+
+    save([])
+    curve = []
+    if args.curve:
+        ksg_pmi(*gaussian_latents(30000)[:2], backend="tree")  # compile / load the kdtree path
+        for n in args.curve_sizes:
+            x, y, _ = gaussian_latents(n)
+            reps = args.repeats if n < 100000 else 1
+            pt = {"n": n, "impl": tree.auto_impl(n), "repeats": reps,
+                  "loadavg_before": os.getloadavg()[0]}
+            cpu = []
+            t, p = best_of(lambda: ksg_pmi(x, y, backend="tree"), reps, cpu)
+            pt.update(seconds=t, cpu_seconds=cpu[0], s_per_nlog2n=t / (n * math.log2(n)),
+                      mi=float(p.mean()), loadavg_after=os.getloadavg()[0])
+            curve.append(pt)
+            save(curve)
+            print(f"curve N={n} done ({t:.2f} s)", file=sys.stderr, flush=True)
+        print("\ncost curve (ours, default implementation):")
+        print_table(curve, [("n", "N", "{:d}"), ("impl", "impl", "{}"), ("seconds", "wall s", "{:.3f}"),
+                            ("cpu_seconds", "cpu s", "{:.3f}"),
+                            ("s_per_nlog2n", "s/(N log2 N)", "{:.2e}"),
+                            ("loadavg_before", "load", "{:.1f}")])
+    save(curve)
     print(f"wrote {out}")
     return 0
 

@@ -139,3 +139,64 @@ def test_numba_kernels_leave_torch_thread_count_alone():
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(prev)
+
+
+# ---- impl="kdtree" (kd-tree over 64-point bitset words): integer equality with "bitset" ----
+def _kdtree_cases():
+    rng = np.random.default_rng(2024)
+    cases = []
+    for n, dx, dy in ((3000, 8, 8), (1500, 1, 1), (1200, 3, 5), (900, 16, 16)):
+        x = rng.standard_normal((n, dx))
+        y = 0.6 * x[:, :1] + rng.standard_normal((n, dy))
+        cases.append((f"gauss{dx}+{dy}", x, y))
+        cases.append((f"round{dx}+{dy}", np.round(x, 1), np.round(y, 1)))  # many exact ties
+    xd, yd = np.round(rng.standard_normal((200, 8)), 1), np.round(rng.standard_normal((200, 8)), 1)
+    cases.append(("dup8+8", np.repeat(xd, 7, axis=0), np.repeat(yd, 7, axis=0)))  # eps == 0 often
+    cases.append(("n=70", rng.standard_normal((70, 2)), rng.standard_normal((70, 3))))  # 2 words
+    return cases
+
+
+@pytest.mark.skipif(not tree.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("name,x,y", _kdtree_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_kdtree_matches_bitset(name, x, y):
+    rng = np.random.default_rng(9)
+    m = min(300, len(x))
+    pick = rng.choice(len(x), m, replace=False)
+    # out-of-sample queries: reference points (exact duplicates), and shifted ones
+    qx = x[pick] + (rng.random((m, x.shape[1])) < 0.5) * np.round(rng.standard_normal((m, x.shape[1])), 1)
+    qy = y[pick]
+    for kth in (1, 3, 5):
+        want = tree.knn_counts(x, y, kth=kth, impl="bitset")
+        got = tree.knn_counts(x, y, kth=kth, impl="kdtree")
+        for a, b, what in zip(got, want, ("eps", "nx", "ny")):
+            np.testing.assert_array_equal(a, b, err_msg=f"in-sample k={kth} {what}")
+        assert got[1].dtype == np.int64 and got[0].dtype == np.float64
+        want = tree.knn_counts(x, y, qx, qy, kth=kth, impl="bitset")
+        got = tree.knn_counts(x, y, qx, qy, kth=kth, impl="kdtree")
+        for a, b, what in zip(got, want, ("eps", "nx", "ny")):
+            np.testing.assert_array_equal(a, b, err_msg=f"out-of-sample k={kth} {what}")
+
+
+@pytest.mark.skipif(not tree.HAVE_NUMBA, reason="numba not installed")
+def test_kdtree_matches_scipy_and_table_granularity(monkeypatch):
+    from lmi_distributed.estimators.neighbors import kdtree
+
+    rng = np.random.default_rng(31)
+    x = np.round(rng.standard_normal((2000, 8)), 1)
+    y = np.round(0.7 * x + 0.5 * rng.standard_normal((2000, 8)), 1)
+    want = tree.knn_counts(x, y, kth=3, impl="scipy")
+    # a tiny table budget forces coarse prefix rows (hundreds of single-bit fixes per slab)
+    for budget in (1 << 30, 4096):
+        monkeypatch.setattr(kdtree, "_TABLE_BYTES", budget)
+        got = tree.knn_counts(x, y, kth=3, impl="kdtree")
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b, err_msg=f"budget {budget}")
+    assert kdtree.BitTree(x, table_bytes=4096).g > 100
+
+
+def test_auto_impl_by_size():
+    if not tree.HAVE_NUMBA:
+        assert tree.auto_impl(10**6) == "scipy"
+        return
+    assert tree.auto_impl(tree._KDTREE_MIN_N - 1) == "bitset"
+    assert tree.auto_impl(tree._KDTREE_MIN_N) == "kdtree"

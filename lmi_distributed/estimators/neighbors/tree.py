@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["knn_counts", "HAVE_NUMBA", "available_impls"]
+__all__ = ["knn_counts", "HAVE_NUMBA", "available_impls", "auto_impl"]
 
 try:  # numba is optional: it makes this backend ~10x faster than the scipy fallback
     import numba as _nb
@@ -47,8 +47,21 @@ _PARALLEL_MIN_PAIRS = 4_000_000
 
 
 def available_impls() -> list[str]:
-    """Implementations of this backend that can run here: ``"numba"`` and/or ``"scipy"``."""
-    return (["bitset", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
+    """Implementations of this backend that can run here: the numba ones ("bitset", "kdtree",
+    "sweep") where numba is installed, and "scipy"."""
+    return (["bitset", "kdtree", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
+
+
+#: from this many reference points on, "auto" picks the kd-tree/bitset kernels of kdtree.py
+#: (measured on 8+8-dim latents: bitset faster at 1e4, kdtree faster from 3e4 on)
+_KDTREE_MIN_N = 20_000
+
+
+def auto_impl(n_ref: int) -> str:
+    """The implementation ``impl="auto"`` runs for ``n_ref`` reference points."""
+    if not HAVE_NUMBA:
+        return "scipy"
+    return "kdtree" if n_ref >= _KDTREE_MIN_N else "bitset"
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,16 +561,18 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
     Returns ``eps`` (M,) float64, the ``kth`` smallest joint Chebyshev distance (max of the x-
     and y-block max-norms) from the query to the reference points (self excluded in-sample), and
     ``nx``, ``ny`` (M,) int64: #{reference j (≠ self): ‖x_j − q_x‖∞ < eps} (strict), same for y.
-    ``impl``: "bitset" (numba bitset kernels), "sweep" (numba sorted-axis sweep), "scipy"
-    (cKDTree) or "auto" ("bitset" when numba is available, else "scipy").
+    ``impl``: "bitset" (numba bitset kernels), "kdtree" (numba kd-tree over bitset words,
+    ``kdtree.py``), "sweep" (numba sorted-axis sweep), "scipy" (cKDTree) or "auto"
+    (``auto_impl(N)``: "bitset" below ``_KDTREE_MIN_N`` reference points, else "kdtree";
+    "scipy" without numba). All give identical results.
     """
     rx = np.ascontiguousarray(ref_x, dtype=np.float64)
     ry = np.ascontiguousarray(ref_y, dtype=np.float64)
     qx = None if query_x is None else np.ascontiguousarray(query_x, dtype=np.float64)
     qy = None if query_y is None else np.ascontiguousarray(query_y, dtype=np.float64)
     if impl == "auto":
-        impl = "bitset" if HAVE_NUMBA else "scipy"
-    if impl in ("bitset", "sweep"):
+        impl = auto_impl(rx.shape[0])
+    if impl in ("kdtree", "bitset", "sweep"):
         if not HAVE_NUMBA:
             raise RuntimeError("numba is not installed; use impl='scipy'")
         # numba's default (workqueue) threading layer must not be entered by two threads at once
@@ -569,6 +584,10 @@ def knn_counts(ref_x: np.ndarray, ref_y: np.ndarray, query_x: np.ndarray | None 
             if rx.shape[0] * m < _PARALLEL_MIN_PAIRS:
                 _nb.set_num_threads(1)
             try:
+                if impl == "kdtree":
+                    from lmi_distributed.estimators.neighbors.kdtree import kdtree_knn_counts
+
+                    return kdtree_knn_counts(rx, ry, qx, qy, int(kth))
                 if impl == "bitset":
                     return _bitset_knn_counts(rx, ry, qx, qy, int(kth))
                 return _numba_knn_counts(rx, ry, qx, qy, int(kth))
