@@ -118,8 +118,44 @@ def print_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> None:
         print("  ".join(v.rjust(w) for v, w in zip(x, widths)))
 
 
+def plot_scaling(doc: dict, png: Path) -> Path:
+    """Log-log seconds vs N: our default implementation (the cost curve and the rows), the bitset
+    and kdtree implementations and latentmi where timed, and an N log2 N guide through our first
+    point. ``doc``: this script's JSON."""
+    from lmi_distributed.report import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rows = doc.get("rows", [])
+    curve = doc.get("curve", [])
+    series = [("ours (auto), cost curve", [(c["n"], c["seconds"]) for c in curve], "o-"),
+              ("ours, bitset", [(r["n"], r["ours_bitset_s"]) for r in rows if r.get("ours_bitset_s")], "s--"),
+              ("ours, kdtree", [(r["n"], r["ours_kdtree_s"]) for r in rows if r.get("ours_kdtree_s")], "^--"),
+              ("latentmi 0.1.3 (1 thread)", [(r["n"], r["latentmi_s"]) for r in rows if r.get("latentmi_s")], "x-")]
+    for label, pts, style in series:
+        if pts:
+            n, t = zip(*sorted(pts))
+            ax.plot(n, t, style, label=label)
+    if curve:
+        n0, t0 = curve[0]["n"], curve[0]["seconds"]
+        ns = np.array(sorted(c["n"] for c in curve), dtype=float)
+        ax.plot(ns, t0 * ns * np.log2(ns) / (n0 * math.log2(n0)), ":", color="grey", label="∝ N log2 N")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("N (points, 8+8-dim latents)")
+    ax.set_ylabel("wall seconds (2 cores)")
+    ax.set_title("KSG cost on the 2-core CPU")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, png)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="KSG: our backends vs latentmi (8+8 dims)")
+    ap.add_argument("--plot", type=Path, default=None, help="also draw the scaling plot (PNG) from the JSON")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="no run: draw --plot from this earlier JSON of this script")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000, 50000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "jobs" / "results" / "benchmark_ksg.json"))
@@ -132,6 +168,11 @@ def main(argv=None) -> int:
     ap.add_argument("--curve-sizes", type=int, nargs="+",
                     default=[1000, 3000, 10000, 30000, 100000, 300000, 1000000])
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        if args.plot is None:
+            raise SystemExit("--from-json needs --plot PNG")
+        print(f"wrote {plot_scaling(json.loads(args.from_json.read_text()), args.plot)}")
+        return 0
     lm_python = Path(args.latentmi_python)
     have_latentmi = lm_python.exists() and not args.no_latentmi
     if not have_latentmi:
@@ -234,6 +275,8 @@ def main(argv=None) -> int:
                             ("loadavg_before", "load", "{:.1f}")])
     save(curve)
     print(f"wrote {out}")
+    if args.plot is not None:
+        print(f"wrote {plot_scaling(json.loads(out.read_text()), args.plot)}")
     return 0
 
 
