@@ -129,6 +129,7 @@ def plot_scaling(doc: dict, png: Path) -> Path:
     rows = doc.get("rows", [])
     curve = doc.get("curve", [])
     series = [("ours (auto), cost curve", [(c["n"], c["seconds"]) for c in curve], "o-"),
+              ("ours (auto), vs latentmi", [(r["n"], r["ours_tree_s"]) for r in rows if r.get("ours_tree_s")], "o:"),
               ("ours, bitset", [(r["n"], r["ours_bitset_s"]) for r in rows if r.get("ours_bitset_s")], "s--"),
               ("ours, kdtree", [(r["n"], r["ours_kdtree_s"]) for r in rows if r.get("ours_kdtree_s")], "^--"),
               ("latentmi 0.1.3 (1 thread)", [(r["n"], r["latentmi_s"]) for r in rows if r.get("latentmi_s")], "x-")]
