@@ -130,12 +130,12 @@ def bmi_cases(folder: Path, seeds: list[int]) -> list[tuple[str, dict]]:
 
 
 def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = ()
-             ) -> tuple[list[float], list[str], float] | tuple[list[float], list[str], float, dict]:
+             ) -> tuple[list[float], list[str], float, dict[int, list[float]]]:
     """Our estimate of every sample (one batch). ``repeats`` > 1 (the ``*_avg2`` methods): each sample
     is trained ``repeats`` times with pair seeds s, s + AVG_SEED_OFFSET, ... (another split, init and
     minibatch order) and the estimates averaged; not ok if any training is not ok.
-    ``ks``: also KSG at these k on the same held-out latents (no retraining; the KSG-k ablation);
-    then a fourth value ``{k: estimates}`` is returned."""
+    ``ks``: also KSG at these k on the same held-out latents (no retraining; the KSG-k ablation):
+    the fourth value ``{k: estimates}`` (empty without ``ks``)."""
     from lmi_distributed.estimators.api import estimate_many
     from lmi_distributed.estimators.ksg import ksg_mi
 
@@ -151,8 +151,6 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
         sts.append(bad[0] if bad else "ok")
         mis.append(float("nan") if bad else float(np.mean([g.mi for g in group])))
     dt = time.perf_counter() - t0
-    if not ks:
-        return mis, sts, dt
     from lmi_distributed.errors import InputError
 
     def mi_at(g, kk: int) -> float:
@@ -222,17 +220,6 @@ def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidde
 FPR_KINDS = (("indep", dict(d=100, kind="low_rank")), ("indep", dict(d=100, kind="heavy_tailed")))
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    ph = k / n
-    den = 1 + z * z / n
-    mid = (ph + z * z / (2 * n)) / den
-    half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return float(mid - half), float(mid + half)
-
-
 def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alpha: float = 0.05,
             start: int = 0) -> dict:
     """False-positive rate of the latent-permutation p-value over ``n_pairs`` independent pairs.
@@ -263,7 +250,10 @@ def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alph
                      "null_mean": float(np.nanmean(null)) if r.status == "ok" else float("nan")})
     ps = np.array([r["p"] for r in rows if r["status"] == "ok"])
     k = int(np.sum(ps <= alpha))
-    lo, hi = wilson(k, ps.size)
+    lo = hi = float("nan")
+    if ps.size:
+        ci = st.binomtest(k, ps.size).proportion_ci(method="wilson")     # 95% Wilson interval
+        lo, hi = float(ci.low), float(ci.high)
     out = {"method": method, "n_pairs": n_pairs, "start": start, "n": n, "n_ok": int(ps.size), "n_permutations": n_perm,
            "alpha": alpha, "fpr": k / ps.size if ps.size else float("nan"), "fpr_ci95": [lo, hi],
            "ks_uniform_p": float(st.kstest(ps, "uniform").pvalue) if ps.size else float("nan"),
@@ -380,10 +370,9 @@ def main(argv: list[str] | None = None) -> None:
             if m == "latentmi":
                 mis, sts, dt = run_latentmi(data, seeds, epochs, patience, hidden, lr)
             else:
-                out = run_ours(data, seeds, settings[m.removesuffix("_avg2")],
-                               repeats=2 if m.endswith("_avg2") else 1, ks=ks)
-                mis, sts, dt = out[:3]
-                for kk, vals in (out[3].items() if ks else ()):
+                mis, sts, dt, by_k = run_ours(data, seeds, settings[m.removesuffix("_avg2")],
+                                              repeats=2 if m.endswith("_avg2") else 1, ks=ks)
+                for kk, vals in by_k.items():
                     krows = [{"seed": s, "estimate": v, "status": st if np.isfinite(v) else "ties"}
                              for s, v, st in zip(seeds, vals, sts)]
                     entry["methods"][f"{m}{a.label}_ksgk{kk}"] = {"rows": krows, "seconds": dt,
