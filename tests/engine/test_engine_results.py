@@ -275,3 +275,18 @@ def test_run_batch_ships_a_receipt_not_the_records(tmp_path):
     assert len(obs) == 1 and len(obs.iloc[0]["latent_null"]) == 50  # null draws stored, not shipped
     # the reply carries no record fields (no null draws, no per-task rows)
     assert b"latent_null" not in pickle.dumps(receipt) and not hasattr(receipt, "records")
+
+
+def test_an_ok_pairs_tie_caution_reaches_pairs_table():
+    """An ok observed record with a caution in its detail (tied latents) keeps the pair ok, counted
+    in BH, with that caution as the pair's detail; pairs without one keep an empty detail."""
+    cfg = _cfg()
+    tasks = _all_records(cfg).assign(status="ok", detail="")      # as the worker writes them
+    caution = "caution: 900 of 1000 held-out X latent rows equal another row exactly"
+    hit = (tasks["pair"] == "A~C") & (tasks["kind"] == "observed") & (tasks["replicate"] == 1)
+    assert hit.sum() == 1
+    tasks.loc[hit, "detail"] = caution
+    pairs = aggregate_pairs(tasks, cfg).set_index("pair")
+    assert pairs.loc["A~C", "status"] == "ok" and np.isfinite(pairs.loc["A~C", "q"])
+    assert pairs.loc["A~C", "detail"] == f"replicate 1: {caution}"
+    assert (pairs.drop(index="A~C")["detail"] == "").all()
