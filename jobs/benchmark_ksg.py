@@ -4,7 +4,7 @@ Same data, same run: for each N, correlated Gaussian latents (8 dims each, per-d
 rho, true MI = −8/2·log2(1−ρ²) bits) are timed with
 
 - ours: ``knn_counts`` + digamma (= ``ksg_pmi``) with the "tree" backend and its default
-  implementation (``tree.auto_impl(N)``: numba bitset kernels below 2e4 points, the kd-tree over
+  implementation (``tree.auto_impl(N)``: numba bitset kernels below 1.5e5 points, the kd-tree over
   bitset words of ``neighbors/kdtree.py`` from there); the "kdtree" and "bitset"
   implementations on their own (``tree.knn_counts(impl=...)``, bitset up to ``--bitset-max``),
   the scipy-cKDTree fallback and the "tiled" backend too for small N;

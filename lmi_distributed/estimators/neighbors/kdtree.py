@@ -22,8 +22,9 @@ Strict count of {j != self: max_{c in C} |fl(x_jc - q_c)| < r}: walk the tree; a
 lower bound over C is >= r is skipped, a node whose box upper bound is < r adds its size, and
 the leaves left (single words) form a word list. For each c in C the slab
 {p: |fl(s[c][p] - q_c)| < r} is a contiguous run [lo, hi) of c's order (binary search with the
-exact predicate); its bitset on the listed words is tab[c, hi // g] ^ tab[c, lo // g] plus < 2g
-single-bit fixes; it is ANDed into the words, and words that become zero leave the list. The
+exact predicate); its bitset on the listed words is tab[c, hb] ^ tab[c, lb] (the prefix rows
+nearest to hi and lo) plus <= g single-bit fixes; it is ANDed into the words, and words that
+become zero leave the list. The
 count is the popcount of what is left. Joint k-th distance: an upper bound U (k-th distance to the
 points within 128 tree positions of the query, which are nearby points) gives the candidates {D <= U} the same
 way (all coordinates), which are scanned with exact distances (self excluded by index).
@@ -228,6 +229,7 @@ if HAVE_NUMBA:
             acc[last] &= (_ONE << np.uint64(rem)) - _ONE  # harmless if not listed
         if selfbit >= 0:
             acc[selfbit >> 6] &= ~(_ONE << np.uint64(selfbit & 63))
+        nblk = tab.shape[1] - 1
         for c in range(c0, c1):
             if nw == 0:
                 break
@@ -237,18 +239,20 @@ if HAVE_NUMBA:
             hi_ = first_ge(sc, qc, r)
             if lo_ >= hi_:
                 return 0
-            lb = lo_ // g
-            hb = hi_ // g
+            # the nearest prefix row on each side, then the positions in between toggled
+            # one by one (about g/4 single-bit fixes per end on average)
+            lb = min((lo_ + (g >> 1)) // g, nblk)
+            hb = min((hi_ + (g >> 1)) // g, nblk)
             tl = tab[c, lb]
             th = tab[c, hb]
             for t in range(nw):
                 w = wl[t]
                 tmp[w] = th[w] ^ tl[w]
             oc = ordbit[c]
-            for p in range(hb * g, hi_):
+            for p in range(min(hb * g, hi_), max(hb * g, hi_)):
                 bit = oc[p]
                 tmp[bit >> 6] ^= _ONE << np.uint64(bit & 63)
-            for p in range(lb * g, lo_):
+            for p in range(min(lb * g, lo_), max(lb * g, lo_)):
                 bit = oc[p]
                 tmp[bit >> 6] ^= _ONE << np.uint64(bit & 63)
             k = 0
@@ -319,9 +323,12 @@ if HAVE_NUMBA:
                         low = word & (~word + _ONE)
                         j = (w << 6) + int(popc(low - _ONE))
                         word ^= low
-                        cur = best[kth - 1]
-                        dist = cheb_below(pts[j], qm, cur)
-                        if dist < cur:
+                        # full distance, no early exit: every candidate is within the bound
+                        pj = pts[j]
+                        dist = 0.0
+                        for c in range(d):
+                            dist = max(dist, abs(pj[c] - qm[c]))
+                        if dist < best[kth - 1]:
                             insert_best(best, dist)
                 out[m] = best[kth - 1]
         return out

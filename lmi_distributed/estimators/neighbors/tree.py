@@ -52,9 +52,14 @@ def available_impls() -> list[str]:
     return (["bitset", "kdtree", "sweep"] if HAVE_NUMBA else []) + ["scipy"]
 
 
+#: block length of the bitset kernels' two-level searches: the coarse array holds every
+#: _BLK-th sorted value
+_BLK = 16
+
 #: from this many reference points on, "auto" picks the kd-tree/bitset kernels of kdtree.py
-#: (measured on 8+8-dim latents: bitset faster at 1e4, kdtree faster from 3e4 on)
-_KDTREE_MIN_N = 20_000
+#: (measured on 8+8-dim latents, 2 threads: bitset 2.0 / 4.5 / 16.7 / 53.6 s at
+#: N = 3e4 / 5e4 / 1e5 / 2e5, kdtree 2.6 / 6.2 / 18.3 / 50.2 s)
+_KDTREE_MIN_N = 150_000
 
 
 def auto_impl(n_ref: int) -> str:
@@ -253,8 +258,9 @@ def _numba_knn_counts(rx, ry, qx, qy, kth):
 # For every coordinate c, S[c] holds the sorted values and ordbit[c] the bit of each sorted
 # position; T[c, b] is the bitset of the first b*G positions in that order (a prefix table
 # sampled every G positions). The strict range {p: |S[c][p] - q_c| < r} is contiguous,
-# [lo, hi), found by binary search with the exact floating-point predicate; its bitset is
-# T[c, hi//G] ^ T[c, lo//G] plus at most 2G single-bit fixes. ANDing the per-coordinate
+# [lo, hi), found by a two-level binary search with the exact floating-point predicate; its
+# bitset is T[c, hb] ^ T[c, lb] (the prefix rows nearest to hi and lo) plus at most G single-bit
+# fixes. ANDing the per-coordinate
 # bitsets of a block of coordinates and counting bits gives the strict Chebyshev count; the
 # primary coordinate's range is a contiguous run of bits and limits the words touched.
 # The joint k-th distance: an upper bound U (k-th distance to a strided subsample) gives a
@@ -311,6 +317,34 @@ if HAVE_NUMBA:
                 lo = mid + 1
         return lo
 
+    @nb.njit(cache=True, inline="always")
+    def first_gt2(s, cs, q, t):  # pragma: no cover - compiled
+        # first_gt(s, q, t) in two levels: cs[b] = s[_BLK*b + _BLK - 1] is small enough to stay
+        # in cache, so only the final block's one or two cache lines are fetched from memory
+        b = first_gt(cs, q, t)
+        lo = b * _BLK
+        hi = min(lo + _BLK, s.shape[0])
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if s[mid] - q > t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    @nb.njit(cache=True, inline="always")
+    def first_ge2(s, cs, q, t):  # pragma: no cover - compiled
+        b = first_ge(cs, q, t)
+        lo = b * _BLK
+        hi = min(lo + _BLK, s.shape[0])
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if s[mid] - q >= t:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     @nb.njit(cache=True)
     def build_tables(ordbit, g, w):  # pragma: no cover - compiled
         d, n = ordbit.shape
@@ -326,13 +360,13 @@ if HAVE_NUMBA:
         return tab
 
     @nb.njit(cache=True, inline="always")
-    def and_ranges(acc, tmp, s, ordbit, tab, g, n, c0, c1, prim, q, r):  # pragma: no cover
+    def and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, c0, c1, prim, q, r):  # pragma: no cover
         # acc <- bitset of {p: |s[c][p] - q[c]| < r for all c in [c0, c1)}; returns (w0, w1)
         # (the word range that may be non-zero; w0 == w1 means empty)
         nwords = acc.shape[0]
         if prim >= c0 and prim < c1:
-            lo = first_gt(s[prim], q[prim], -r)
-            hi = first_ge(s[prim], q[prim], r)
+            lo = first_gt2(s[prim], cs[prim], q[prim], -r)
+            hi = first_ge2(s[prim], cs[prim], q[prim], r)
             if lo >= hi:
                 return 0, 0
             w0 = lo >> 6
@@ -351,31 +385,32 @@ if HAVE_NUMBA:
             rem = n - ((nwords - 1) << 6)
             if rem < 64:
                 acc[nwords - 1] = (one << np.uint64(rem)) - one
-        bmin = w0 << 6
-        bmax = w1 << 6
+        nblk = tab.shape[1] - 1
         for c in range(c0, c1):
             if c == prim:
                 continue
             sc = s[c]
-            lo = first_gt(sc, q[c], -r)
-            hi = first_ge(sc, q[c], r)
+            lo = first_gt2(sc, cs[c], q[c], -r)
+            hi = first_ge2(sc, cs[c], q[c], r)
             if lo >= hi:
                 return 0, 0
-            lb = lo // g
-            hb = hi // g
+            # the nearest sampled prefix row on each side (T[b] ^ T[lo] = the positions between
+            # b*g and lo, toggled one by one): about g/4 single-bit fixes per end on average
+            lb = min((lo + (g >> 1)) // g, nblk)
+            hb = min((hi + (g >> 1)) // g, nblk)
             tl = tab[c, lb]
             th = tab[c, hb]
             for ww in range(w0, w1):
                 tmp[ww] = th[ww] ^ tl[ww]
+            # single-bit fixes may land outside [w0, w1): tmp is full length and those words
+            # are never read
             oc = ordbit[c]
-            for p in range(hb * g, hi):
+            for p in range(min(hb * g, hi), max(hb * g, hi)):
                 bit = oc[p]
-                if bit >= bmin and bit < bmax:
-                    tmp[bit >> 6] ^= one << np.uint64(bit & 63)
-            for p in range(lb * g, lo):
+                tmp[bit >> 6] ^= one << np.uint64(bit & 63)
+            for p in range(min(lb * g, lo), max(lb * g, lo)):
                 bit = oc[p]
-                if bit >= bmin and bit < bmax:
-                    tmp[bit >> 6] ^= one << np.uint64(bit & 63)
+                tmp[bit >> 6] ^= one << np.uint64(bit & 63)
             anyset = np.uint64(0)
             for ww in range(w0, w1):
                 v = acc[ww] & tmp[ww]
@@ -386,7 +421,7 @@ if HAVE_NUMBA:
         return w0, w1
 
     @nb.njit(parallel=True, cache=True)
-    def bits_count(s, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius, nchunk):  # pragma: no cover
+    def bits_count(s, cs, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius, nchunk):  # pragma: no cover
         m_total = q.shape[0]
         nwords = (n + 63) >> 6
         out = np.zeros(m_total, dtype=np.int64)
@@ -398,7 +433,7 @@ if HAVE_NUMBA:
                 r = radius[m]
                 if not r > 0:
                     continue
-                w0, w1 = and_ranges(acc, tmp, s, ordbit, tab, g, n, c0, c1, prim, q[m], r)
+                w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, c0, c1, prim, q[m], r)
                 cnt = 0
                 for ww in range(w0, w1):
                     cnt += int(popc(acc[ww]))
@@ -408,7 +443,7 @@ if HAVE_NUMBA:
         return out
 
     @nb.njit(parallel=True, cache=True)
-    def bits_knn(xb, s, ordbit, tab, g, n, prim, q, self_bit, bound, kth, nchunk):  # pragma: no cover
+    def bits_knn(xb, s, cs, ordbit, tab, g, n, prim, q, self_bit, bound, kth, nchunk):  # pragma: no cover
         # kth smallest joint distance to the points of xb (bit order), self bit excluded;
         # candidates are {D <= bound} (bound >= the answer is required)
         m_total = q.shape[0]
@@ -422,7 +457,7 @@ if HAVE_NUMBA:
             best = np.empty(kth, dtype=np.float64)
             for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
                 r = np.nextafter(bound[m], np.inf)
-                w0, w1 = and_ranges(acc, tmp, s, ordbit, tab, g, n, 0, d, prim, q[m], r)
+                w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, 0, d, prim, q[m], r)
                 for t in range(kth):
                     best[t] = np.inf
                 sb = self_bit[m]
@@ -434,14 +469,53 @@ if HAVE_NUMBA:
                         word &= word - one
                         if j == sb:
                             continue
-                        cur = best[kth - 1]
-                        dist = cheb_below(xb[j], qm, cur)
-                        if dist < cur:
+                        # the full distance without an early exit: branch-free, and faster
+                        # here than cheb_below (every candidate is already within the bound)
+                        xj = xb[j]
+                        dist = 0.0
+                        for c in range(d):
+                            dist = max(dist, abs(xj[c] - qm[c]))
+                        if dist < best[kth - 1]:
                             insert_best(best, dist)
                 out[m] = best[kth - 1]
         return out
 
-    _BITS = {"build_tables": build_tables, "bits_count": bits_count, "bits_knn": bits_knn}
+    @nb.njit(parallel=True, cache=True)
+    def brute_bound(subt, q, self_sub, kth, nchunk):  # pragma: no cover - compiled
+        # kth smallest Chebyshev distance from each query q[m] to the columns of subt (d, S),
+        # column self_sub[m] excluded (-1: none). Brute force, coordinate-major so that the
+        # inner loop over columns vectorises; exact (max of |a - b| does not depend on order).
+        d, ns = subt.shape
+        m_total = q.shape[0]
+        out = np.empty(m_total, dtype=np.float64)
+        nchunk = max(1, min(m_total, nchunk))
+        for ch in nb.prange(nchunk):
+            dist = np.empty(ns, dtype=np.float64)
+            best = np.empty(kth, dtype=np.float64)
+            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
+                qm = q[m]
+                row = subt[0]
+                q0 = qm[0]
+                for j in range(ns):
+                    dist[j] = abs(row[j] - q0)
+                for c in range(1, d):
+                    row = subt[c]
+                    qc = qm[c]
+                    for j in range(ns):
+                        t = abs(row[j] - qc)
+                        dist[j] = t if t > dist[j] else dist[j]
+                if self_sub[m] >= 0:
+                    dist[self_sub[m]] = np.inf
+                for t in range(kth):
+                    best[t] = np.inf
+                for j in range(ns):
+                    if dist[j] < best[kth - 1]:
+                        insert_best(best, dist[j])
+                out[m] = best[kth - 1]
+        return out
+
+    _BITS = {"build_tables": build_tables, "bits_count": bits_count, "bits_knn": bits_knn,
+             "brute_bound": brute_bound}
 else:  # pragma: no cover
     _BITS = {}
 
@@ -449,18 +523,27 @@ else:  # pragma: no cover
 class _BitSpace:
     """Points in primary-coordinate order with per-coordinate sorted values and prefix tables."""
 
-    def __init__(self, pts: np.ndarray, prim: int):
+    def __init__(self, pts: np.ndarray, prim: int, col_orders: np.ndarray | None = None):
+        # col_orders (d, n), optional: for each coordinate, the input rows in ascending order
+        # of that coordinate (saves the argsorts when another space already sorted them)
         n, d = pts.shape
         self.n, self.d, self.prim = n, d, prim
-        self.perm = np.argsort(pts[:, prim], kind="stable")
+        self.perm = (np.argsort(pts[:, prim], kind="stable") if col_orders is None
+                     else col_orders[prim])
         self.xb = np.ascontiguousarray(pts[self.perm])
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[self.perm] = np.arange(n)
         ordbit = np.empty((d, n), dtype=np.int64)
         for c in range(d):
-            ordbit[c] = np.arange(n) if c == prim else np.argsort(self.xb[:, c], kind="stable")
+            if c == prim:
+                ordbit[c] = np.arange(n)
+            elif col_orders is None:
+                ordbit[c] = np.argsort(self.xb[:, c], kind="stable")
+            else:
+                ordbit[c] = self.rank[col_orders[c]]
         self.ordbit = ordbit
         self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
+        self.cs = np.ascontiguousarray(self.s[:, _BLK - 1::_BLK])  # coarse level of searches
         words = (n + 63) // 64
         # prefix rows every g positions: a smaller g means fewer single-bit fixes per range
         # (about g on average) but bigger tables; keep the tables under ~4 MB (cache-sized)
@@ -494,23 +577,23 @@ def _bitset_knn_counts(rx, ry, qx, qy, kth):
     else:
         q = np.ascontiguousarray(np.hstack([qx, qy]))
         self_bit = np.full(q.shape[0], -1, dtype=np.int64)
-    # upper bound: kth distance to a strided subsample of the primary order (self excluded)
+    # upper bound: kth distance to a strided subsample of the primary order (self excluded),
+    # by brute force over the subsample (vectorised)
     step = max(1, min(_SUBSAMPLE_STEP, (n - 1) // (kth + 1)))
-    sub = np.ascontiguousarray(js.xb[::step])
-    sweep = _get_kernels()["kth_radius"]
-    qpos = np.searchsorted(sub[:, js.prim], q[:, js.prim], side="left").astype(np.int64)
-    if insample:
-        spos = np.where(self_bit % step == 0, self_bit // step, -1).astype(np.int64)
-        qpos = np.where(spos >= 0, spos, qpos)
-    else:
-        spos = np.full(q.shape[0], -1, dtype=np.int64)
-    bound = sweep(sub, js.prim, q, js.prim, qpos, spos, kth)
     nchunk = 64 * _nb.get_num_threads()
-    eps = ker["bits_knn"](js.xb, js.s, js.ordbit, js.tab, js.g, n, js.prim, q, self_bit, bound,
+    subt = np.ascontiguousarray(js.xb[::step].T)
+    if insample:
+        self_sub = np.where(self_bit % step == 0, self_bit // step, -1).astype(np.int64)
+    else:
+        self_sub = np.full(q.shape[0], -1, dtype=np.int64)
+    bound = ker["brute_bound"](subt, q, self_sub, kth, nchunk)
+    nchunk = 64 * _nb.get_num_threads()
+    eps = ker["bits_knn"](js.xb, js.s, js.cs, js.ordbit, js.tab, js.g, n, js.prim, q, self_bit, bound,
                           kth, nchunk)
-    nx = ker["bits_count"](js.s, js.ordbit, js.tab, js.g, n, 0, dx, js.prim, q, self_bit, eps,
+    nx = ker["bits_count"](js.s, js.cs, js.ordbit, js.tab, js.g, n, 0, dx, js.prim, q, self_bit, eps,
                            nchunk)
-    ys = _BitSpace(ry, _widest(ry))
+    # the y coordinates were sorted for the joint space already: reuse those orders
+    ys = _BitSpace(ry, _widest(ry), col_orders=js.perm[js.ordbit[dx:]])
     if insample:
         qy_ = ys.xb
         yself = np.arange(n, dtype=np.int64)
@@ -519,7 +602,7 @@ def _bitset_knn_counts(rx, ry, qx, qy, kth):
         qy_ = np.ascontiguousarray(qy)
         yself = self_bit
         eps_y = eps
-    ny = ker["bits_count"](ys.s, ys.ordbit, ys.tab, ys.g, n, 0, ry.shape[1], ys.prim, qy_, yself,
+    ny = ker["bits_count"](ys.s, ys.cs, ys.ordbit, ys.tab, ys.g, n, 0, ry.shape[1], ys.prim, qy_, yself,
                            eps_y, nchunk)
     if insample:  # back from the orders of the two spaces to the input order
         eps = eps[js.rank]
