@@ -345,6 +345,23 @@ if HAVE_NUMBA:
                 lo = mid + 1
         return lo
 
+    @nb.njit(parallel=True, cache=True)
+    def sort_columns(xbt, prim):  # pragma: no cover - compiled
+        # xbt (d, n): per coordinate c, ordbit[c] = stable ascending order of xbt[c] (the
+        # identity for the primary coordinate, already sorted) and s[c] = xbt[c][ordbit[c]]
+        d, n = xbt.shape
+        ordbit = np.empty((d, n), dtype=np.int64)
+        s = np.empty((d, n), dtype=np.float64)
+        for c in nb.prange(d):
+            if c == prim:
+                for p in range(n):
+                    ordbit[c, p] = p
+            else:
+                ordbit[c] = np.argsort(xbt[c], kind="mergesort")
+            for p in range(n):
+                s[c, p] = xbt[c, ordbit[c, p]]
+        return ordbit, s
+
     @nb.njit(cache=True)
     def build_tables(ordbit, g, w):  # pragma: no cover - compiled
         d, n = ordbit.shape
@@ -420,102 +437,123 @@ if HAVE_NUMBA:
                 return 0, 0
         return w0, w1
 
+    # Each parallel kernel below runs its queries in chunks (numba prange) and every chunk calls
+    # a serial function compiled on its own: measured ~1.5x faster per thread than the same
+    # loops written inside the prange body (which numba's parfor lowering optimises less well).
+    @nb.njit(cache=True)
+    def _count_range(s, cs, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius, m0, m1,
+                     out):  # pragma: no cover
+        nwords = (n + 63) >> 6
+        acc = np.empty(nwords, dtype=np.uint64)
+        tmp = np.empty(nwords, dtype=np.uint64)
+        for m in range(m0, m1):
+            r = radius[m]
+            if not r > 0:
+                out[m] = 0
+                continue
+            w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, c0, c1, prim, q[m], r)
+            cnt = 0
+            for ww in range(w0, w1):
+                cnt += int(popc(acc[ww]))
+            if self_bit[m] >= 0 and w1 > w0:
+                cnt -= 1  # the point itself (distance 0 < r) is in every range
+            out[m] = cnt
+
     @nb.njit(parallel=True, cache=True)
     def bits_count(s, cs, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius, nchunk):  # pragma: no cover
         m_total = q.shape[0]
-        nwords = (n + 63) >> 6
         out = np.zeros(m_total, dtype=np.int64)
         nchunk = max(1, min(m_total, nchunk))
         for ch in nb.prange(nchunk):
-            acc = np.empty(nwords, dtype=np.uint64)
-            tmp = np.empty(nwords, dtype=np.uint64)
-            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
-                r = radius[m]
-                if not r > 0:
-                    continue
-                w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, c0, c1, prim, q[m], r)
-                cnt = 0
-                for ww in range(w0, w1):
-                    cnt += int(popc(acc[ww]))
-                if self_bit[m] >= 0 and w1 > w0:
-                    cnt -= 1  # the point itself (distance 0 < r) is in every range
-                out[m] = cnt
+            _count_range(s, cs, ordbit, tab, g, n, c0, c1, prim, q, self_bit, radius,
+                         ch * m_total // nchunk, (ch + 1) * m_total // nchunk, out)
         return out
+
+    @nb.njit(cache=True)
+    def _knn_range(xb, s, cs, ordbit, tab, g, n, prim, q, self_bit, bound, kth, m0, m1,
+                   out):  # pragma: no cover
+        d = xb.shape[1]
+        nwords = (n + 63) >> 6
+        acc = np.empty(nwords, dtype=np.uint64)
+        tmp = np.empty(nwords, dtype=np.uint64)
+        best = np.empty(kth, dtype=np.float64)
+        for m in range(m0, m1):
+            r = np.nextafter(bound[m], np.inf)
+            w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, 0, d, prim, q[m], r)
+            for t in range(kth):
+                best[t] = np.inf
+            sb = self_bit[m]
+            qm = q[m]
+            for ww in range(w0, w1):
+                word = acc[ww]
+                while word != 0:
+                    j = (ww << 6) + int(cttz(word))
+                    word &= word - one
+                    if j == sb:
+                        continue
+                    # the full distance without an early exit: branch-free, and faster here
+                    # than cheb_below (every candidate is already within the bound)
+                    xj = xb[j]
+                    dist = 0.0
+                    for c in range(d):
+                        dist = max(dist, abs(xj[c] - qm[c]))
+                    if dist < best[kth - 1]:
+                        insert_best(best, dist)
+            out[m] = best[kth - 1]
 
     @nb.njit(parallel=True, cache=True)
     def bits_knn(xb, s, cs, ordbit, tab, g, n, prim, q, self_bit, bound, kth, nchunk):  # pragma: no cover
         # kth smallest joint distance to the points of xb (bit order), self bit excluded;
         # candidates are {D <= bound} (bound >= the answer is required)
         m_total = q.shape[0]
-        d = xb.shape[1]
-        nwords = (n + 63) >> 6
         out = np.empty(m_total, dtype=np.float64)
         nchunk = max(1, min(m_total, nchunk))
         for ch in nb.prange(nchunk):
-            acc = np.empty(nwords, dtype=np.uint64)
-            tmp = np.empty(nwords, dtype=np.uint64)
-            best = np.empty(kth, dtype=np.float64)
-            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
-                r = np.nextafter(bound[m], np.inf)
-                w0, w1 = and_ranges(acc, tmp, s, cs, ordbit, tab, g, n, 0, d, prim, q[m], r)
-                for t in range(kth):
-                    best[t] = np.inf
-                sb = self_bit[m]
-                qm = q[m]
-                for ww in range(w0, w1):
-                    word = acc[ww]
-                    while word != 0:
-                        j = (ww << 6) + int(cttz(word))
-                        word &= word - one
-                        if j == sb:
-                            continue
-                        # the full distance without an early exit: branch-free, and faster
-                        # here than cheb_below (every candidate is already within the bound)
-                        xj = xb[j]
-                        dist = 0.0
-                        for c in range(d):
-                            dist = max(dist, abs(xj[c] - qm[c]))
-                        if dist < best[kth - 1]:
-                            insert_best(best, dist)
-                out[m] = best[kth - 1]
+            _knn_range(xb, s, cs, ordbit, tab, g, n, prim, q, self_bit, bound, kth,
+                       ch * m_total // nchunk, (ch + 1) * m_total // nchunk, out)
         return out
+
+    @nb.njit(cache=True)
+    def _bound_range(subt, q, self_sub, kth, m0, m1, out):  # pragma: no cover - compiled
+        d, ns = subt.shape
+        dist = np.empty(ns, dtype=np.float64)
+        best = np.empty(kth, dtype=np.float64)
+        for m in range(m0, m1):
+            qm = q[m]
+            row = subt[0]
+            q0 = qm[0]
+            for j in range(ns):
+                dist[j] = abs(row[j] - q0)
+            for c in range(1, d):
+                row = subt[c]
+                qc = qm[c]
+                for j in range(ns):
+                    t = abs(row[j] - qc)
+                    dist[j] = t if t > dist[j] else dist[j]
+            if self_sub[m] >= 0:
+                dist[self_sub[m]] = np.inf
+            for t in range(kth):
+                best[t] = np.inf
+            for j in range(ns):
+                if dist[j] < best[kth - 1]:
+                    insert_best(best, dist[j])
+            out[m] = best[kth - 1]
 
     @nb.njit(parallel=True, cache=True)
     def brute_bound(subt, q, self_sub, kth, nchunk):  # pragma: no cover - compiled
         # kth smallest Chebyshev distance from each query q[m] to the columns of subt (d, S),
         # column self_sub[m] excluded (-1: none). Brute force, coordinate-major so that the
         # inner loop over columns vectorises; exact (max of |a - b| does not depend on order).
-        d, ns = subt.shape
         m_total = q.shape[0]
         out = np.empty(m_total, dtype=np.float64)
         nchunk = max(1, min(m_total, nchunk))
         for ch in nb.prange(nchunk):
-            dist = np.empty(ns, dtype=np.float64)
-            best = np.empty(kth, dtype=np.float64)
-            for m in range(ch * m_total // nchunk, (ch + 1) * m_total // nchunk):
-                qm = q[m]
-                row = subt[0]
-                q0 = qm[0]
-                for j in range(ns):
-                    dist[j] = abs(row[j] - q0)
-                for c in range(1, d):
-                    row = subt[c]
-                    qc = qm[c]
-                    for j in range(ns):
-                        t = abs(row[j] - qc)
-                        dist[j] = t if t > dist[j] else dist[j]
-                if self_sub[m] >= 0:
-                    dist[self_sub[m]] = np.inf
-                for t in range(kth):
-                    best[t] = np.inf
-                for j in range(ns):
-                    if dist[j] < best[kth - 1]:
-                        insert_best(best, dist[j])
-                out[m] = best[kth - 1]
+            _bound_range(subt, q, self_sub, kth, ch * m_total // nchunk,
+                         (ch + 1) * m_total // nchunk, out)
         return out
 
-    _BITS = {"build_tables": build_tables, "bits_count": bits_count, "bits_knn": bits_knn,
-             "brute_bound": brute_bound}
+    _BITS = {"build_tables": build_tables, "sort_columns": sort_columns, "bits_count": bits_count,
+             "bits_knn": bits_knn, "brute_bound": brute_bound}
 else:  # pragma: no cover
     _BITS = {}
 
@@ -533,20 +571,19 @@ class _BitSpace:
         self.xb = np.ascontiguousarray(pts[self.perm])
         self.rank = np.empty(n, dtype=np.int64)
         self.rank[self.perm] = np.arange(n)
-        ordbit = np.empty((d, n), dtype=np.int64)
-        for c in range(d):
-            if c == prim:
-                ordbit[c] = np.arange(n)
-            elif col_orders is None:
-                ordbit[c] = np.argsort(self.xb[:, c], kind="stable")
-            else:
-                ordbit[c] = self.rank[col_orders[c]]
+        if col_orders is None:  # sort every coordinate (in parallel)
+            ordbit, self.s = _get_bit_kernels()["sort_columns"](
+                np.ascontiguousarray(self.xb.T), prim)
+        else:
+            ordbit = np.empty((d, n), dtype=np.int64)
+            for c in range(d):
+                ordbit[c] = np.arange(n) if c == prim else self.rank[col_orders[c]]
+            self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
         self.ordbit = ordbit
-        self.s = np.ascontiguousarray(np.take_along_axis(self.xb.T, ordbit, axis=1))
         self.cs = np.ascontiguousarray(self.s[:, _BLK - 1::_BLK])  # coarse level of searches
         words = (n + 63) // 64
         # prefix rows every g positions: a smaller g means fewer single-bit fixes per range
-        # (about g on average) but bigger tables; keep the tables under ~4 MB (cache-sized)
+        # (about g/2 on average) but bigger tables; keep the tables under ~4 MB (cache-sized)
         g = 8
         while d * (n // g + 1) * words * 8 > _TABLE_BYTES and g < 8192:
             g *= 2
