@@ -71,7 +71,7 @@ _WINDOW = 128
 if HAVE_NUMBA:
     nb = _nb
     from lmi_distributed.estimators.neighbors.tree import (  # noqa: E402 - numba helpers
-        cheb_below, first_ge, first_gt, insert_best, popc)
+        cheb_below, cheb_full, first_ge, first_gt, insert_best, popc)
 
     _ONE = np.uint64(1)
     _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -323,11 +323,7 @@ if HAVE_NUMBA:
                         low = word & (~word + _ONE)
                         j = (w << 6) + int(popc(low - _ONE))
                         word ^= low
-                        # full distance, no early exit: every candidate is within the bound
-                        pj = pts[j]
-                        dist = 0.0
-                        for c in range(d):
-                            dist = max(dist, abs(pj[c] - qm[c]))
+                        dist = cheb_full(pts[j], qm)   # every candidate is within the bound
                         if dist < best[kth - 1]:
                             insert_best(best, dist)
                 out[m] = best[kth - 1]
