@@ -244,6 +244,7 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
     import torch
 
     from . import diagnostics, ksg
+    from .gaussianize import gaussianize
     from .networks import NetSpec
     from .training import encode_all, torch_threads, train_pairs
 
@@ -270,48 +271,60 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
 
     x_tr, y_tr, x_te, y_te = dev(xz[pidx, tr]), dev(yz[pidx, tr]), dev(xz[pidx, te]), dev(yz[pidx, te])
     del xz, yz
-    spec = NetSpec.for_dims(dx, dy, s.latent_dim, s.hidden)
+    spec = NetSpec.for_dims(dx, dy, s.latent_dim, s.hidden,
+                            head=s.contrastive_head if s.contrastive_weight > 0 else 0)
     log.info("LMI: training %d pair(s) as one batch (N=%d, d_x=%d, d_y=%d, L=%d/%d) on %s",
              P, N, dx, dy, spec.lx, spec.ly, device)
     aux = None
     if s.contrastive_weight > 0:
         from .contrastive import ContrastiveTerm
 
-        aux = ContrastiveTerm(s.contrastive_weight, s.contrastive_temperature, chunk=max(2, s.batch_size))
+        aux = ContrastiveTerm(s.contrastive_weight, s.contrastive_temperature, chunk=max(2, s.batch_size),
+                              anneal_epochs=s.contrastive_anneal)
     with torch_threads(s.num_threads):
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,
                           patience=s.patience, restore_best=s.restore_best, precision=s.precision,
-                          progress=progress, attribution=s.attribution, aux_loss=aux)
+                          progress=progress, attribution=s.attribution, aux_loss=aux,
+                          self_weight=float(s.self_weight))
         zx_tr_d, zy_tr_d = encode_all(res.model, x_tr, y_tr)
         zx_te_d, zy_te_d = encode_all(res.model, x_te, y_te)
     log.info("LMI: %d pair(s) trained in %.1f s, epochs %s", P, res.seconds, res.epochs.tolist())
     zx_tr, zy_tr = zx_tr_d.float().cpu().numpy(), zy_tr_d.float().cpu().numpy()
     zx_te, zy_te = zx_te_d.float().cpu().numpy(), zy_te_d.float().cpu().numpy()
 
-    fitted = []            # per batch slot: (zx, zy, status, detail, jittered held-out latents)
+    fitted = []            # per batch slot: (zx, zy, status, detail, jittered held-out latents, gaussianize refs)
     for p, seed in enumerate(seeds):
+        status, detail = diagnostics.training_status(res.train_loss[p], res.val_loss[p],
+                                                     int(res.best_epoch[p]), float(res.init_val_loss[p]))
+        jittered = refs = None
+        if status == "ok":
+            status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k)
+        if status == "ok":
+            if s.ksg_gaussianize:      # every latent dim to normal scores (its held-out ECDF), robust scale kept
+                refs = (zx_te[p].copy(), zy_te[p].copy())
+                zx_tr[p] = gaussianize(refs[0], zx_tr[p]).astype(np.float32)
+                zy_tr[p] = gaussianize(refs[1], zy_tr[p]).astype(np.float32)
+                zx_te[p] = gaussianize(refs[0]).astype(np.float32)
+                zy_te[p] = gaussianize(refs[1]).astype(np.float32)
+            # the KSG input: float64 held-out latents plus the pair's seeded jitter (ksg_noise)
+            jittered = ksg.add_noise([zx_te[p].astype(np.float64), zy_te[p].astype(np.float64)],
+                                     s.ksg_noise, derive_seed(seed, "ksg"))
+            detail = diagnostics.marginal_ties(*jittered)
         zx = np.full((N, s.latent_dim), np.nan, np.float32)   # NaN on rows in neither half (split="ids")
         zy = np.full((N, s.latent_dim), np.nan, np.float32)
         zx[tr[p]], zy[tr[p]] = zx_tr[p], zy_tr[p]
         zx[te[p]], zy[te[p]] = zx_te[p], zy_te[p]
-        status, detail = diagnostics.training_status(res.train_loss[p], res.val_loss[p],
-                                                     int(res.best_epoch[p]), float(res.init_val_loss[p]))
-        jittered = None
-        if status == "ok":
-            # the KSG input: float64 held-out latents plus the pair's seeded jitter (ksg_noise)
-            jittered = ksg.add_noise([zx_te[p].astype(np.float64), zy_te[p].astype(np.float64)],
-                                     s.ksg_noise, derive_seed(seed, "ksg"))
-            status, detail = diagnostics.latent_status(zx_te[p], zy_te[p], s.k)
-            if status == "ok":
-                detail = diagnostics.marginal_ties(*jittered)
-        fitted.append((zx, zy, status, detail, jittered))
+        fitted.append((zx, zy, status, detail, jittered, refs))
+    if s.ksg_gaussianize and zx_te_d.device.type != "cpu":    # the device KSG sees the mapped latents
+        zx_te_d = torch.from_numpy(zx_te).to(zx_te_d.device)
+        zy_te_d = torch.from_numpy(zy_te).to(zy_te_d.device)
 
     ok_slots = [p for p in range(P) if fitted[p][2] == "ok"]
     sel = torch.as_tensor(ok_slots, dtype=torch.long, device=zx_te_d.device)
     pmi_gpu = _ksg_on_device(zx_te_d.index_select(0, sel), zy_te_d.index_select(0, sel), s) if ok_slots else None
     for p, seed in enumerate(seeds):
-        zx, zy, status, detail, jittered = fitted[p]
+        zx, zy, status, detail, jittered, refs = fitted[p]
         common = dict(zx=zx, zy=zy, epochs=int(res.epochs[p]), best_epoch=int(res.best_epoch[p]),
                       train_loss=res.train_loss[p], val_loss=res.val_loss[p])
         if res.r2_x is not None:
@@ -319,6 +332,9 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         if keep_encoders:
             common["encoders"] = (spec, {k: v[p:p + 1].detach().cpu().clone()
                                          for k, v in res.model.params.items() if k.startswith(("ex.", "ey."))})
+            if refs is not None:       # the Gaussianisation's reference: raw held-out latents
+                common["encoders"][1].update({"cx.ref": torch.from_numpy(refs[0])[None],
+                                              "cy.ref": torch.from_numpy(refs[1])[None]})
         if status != "ok":
             out[live[p]] = _not_ok_result(batch[p], s, status, detail, **common)
             continue

@@ -92,10 +92,12 @@ class PairEncoders:
     LeakyReLU(0.2) after every layer), on the CPU.
 
     ``spec``: the pair's :class:`~.networks.NetSpec`; ``params``: ``{"ex.i.w": (1, in, out),
-    "ex.i.b": (1, 1, out), "ey.i.w": ..., ...}`` tensors (the stacked model's slices of this pair).
+    "ex.i.b": (1, 1, out), "ey.i.w": ..., ...}`` tensors (the stacked model's slices of this pair),
+    and with ``ksg_gaussianize=True`` ``"cx.ref"`` / ``"cy.ref"`` (1, n_test, latent): the raw held-out
+    latents by which every latent is Gaussianised (:mod:`.gaussianize`).
     :meth:`encode_x` / :meth:`encode_y` take *standardised* rows (what the network saw; use
-    :meth:`LMI.transform` for raw rows); :meth:`as_modules` gives plain ``torch.nn`` modules (for
-    gradients, e.g. attribution).
+    :meth:`LMI.transform` for raw rows) and apply that map; :meth:`as_modules` gives plain
+    ``torch.nn`` modules of the networks alone, without the map (for gradients, e.g. attribution).
     """
 
     def __init__(self, spec: Any, params: dict[str, "torch.Tensor"]):
@@ -122,7 +124,13 @@ class PairEncoders:
             for s in range(0, a.shape[0], chunk):
                 h = torch.from_numpy(a[s:s + chunk]).to(dtype)[None]
                 out.append(model.mlp(net, h)[0].float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.spec.latent), np.float32)
+        z = np.concatenate(out) if out else np.zeros((0, self.spec.latent), np.float32)
+        ref = self.params.get(f"c{net[1]}.ref")
+        if ref is not None:      # ksg_gaussianize: by the raw held-out latents
+            from .gaussianize import gaussianize
+
+            z = gaussianize(ref[0].numpy(), z).astype(np.float32)
+        return z
 
     def encode_x(self, xz: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Latents (n, latent) float32 of standardised X rows ``xz`` (n, d_x)."""
@@ -192,10 +200,11 @@ class LMI(BaseEstimator):
     def __init__(self, latent_dim: int = 8, hidden: Optional[int] = None, batch_size: int = 512,
                  lr: float = 1e-4, adam_eps: float = 1e-7, max_epochs: int = 300, patience: int = 30,
                  train_fraction: float = 0.5, split: str = "rows", clip: float = 10.0, k: int = 3,
-                 ksg_noise: float = 0.0, ksg_backend: str = "auto", device: str = "cpu",
+                 ksg_noise: float = 0.0, ksg_gaussianize: bool = False, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 0.0,
-                 contrastive_temperature: float = 3.0, random_state: Optional[int] = None):
+                 contrastive_temperature: float = 3.0, self_weight: float = 1.0, contrastive_head: int = 0, contrastive_anneal: int = 0,
+                 random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.batch_size = batch_size
@@ -208,6 +217,7 @@ class LMI(BaseEstimator):
         self.clip = clip
         self.k = k
         self.ksg_noise = ksg_noise
+        self.ksg_gaussianize = ksg_gaussianize
         self.ksg_backend = ksg_backend
         self.device = device
         self.dtype = dtype
@@ -217,6 +227,9 @@ class LMI(BaseEstimator):
         self.attribution = attribution
         self.contrastive_weight = contrastive_weight
         self.contrastive_temperature = contrastive_temperature
+        self.self_weight = self_weight
+        self.contrastive_head = contrastive_head
+        self.contrastive_anneal = contrastive_anneal
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------

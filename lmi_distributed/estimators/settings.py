@@ -79,6 +79,9 @@ class SettingsFields(BaseModel):
     clip: Real = Field(10.0, gt=0, description="z-scores are clipped to +-clip")
     k: Int = Field(3, ge=1, description="KSG neighbours")
     ksg_noise: Real = Field(0.0, ge=0, description="seeded uniform [0, noise) jitter on latents before KSG")
+    ksg_gaussianize: bool = Field(False, description="map every latent dim to normal scores by its held-out "
+                                                     "empirical CDF, keeping its robust scale, before KSG "
+                                                     "(estimators.gaussianize); False: the paper's")
     ksg_backend: Literal["auto", "tree", "tiled", "cupy"] = "auto"
     device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:i' (a study's workers set it)")
     dtype: Literal["float32", "float64"] = "float32"
@@ -94,6 +97,12 @@ class SettingsFields(BaseModel):
         0.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
                                "loss (estimators.contrastive); 0: the paper's loss")
     contrastive_temperature: Real = Field(3.0, gt=0, description="temperature of the InfoNCE cosine critic")
+    self_weight: Real = Field(1.0, ge=0, description="weight of the two self-reconstruction MSEs in the "
+                                                      "training loss (latentmi's alpha); 1: the paper's loss")
+    contrastive_head: Int = Field(0, ge=0, description="width of a projection head (latent -> head -> latent) "
+                                                       "the InfoNCE critic sees instead of the latents; 0: none")
+    contrastive_anneal: Int = Field(0, ge=0, description="epochs over which the InfoNCE weight falls linearly "
+                                                         "to 0; 0: constant weight")
 
     @field_validator("device")
     @classmethod
@@ -120,6 +129,14 @@ class SettingsFields(BaseModel):
         if not d.get("contrastive_weight"):
             d.pop("contrastive_weight", None)
             d.pop("contrastive_temperature", None)
+        if not d.get("ksg_gaussianize"):
+            d.pop("ksg_gaussianize", None)
+        if d.get("self_weight") == 1.0:
+            d.pop("self_weight", None)
+        if not d.get("contrastive_weight") or not d.get("contrastive_head"):
+            d.pop("contrastive_head", None)
+        if not d.get("contrastive_weight") or not d.get("contrastive_anneal"):
+            d.pop("contrastive_anneal", None)
         return d
 
     def min_samples(self) -> int:

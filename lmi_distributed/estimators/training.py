@@ -111,9 +111,10 @@ def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
 
 
 @torch.no_grad()
-def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, self_weight: float = 1.0) -> torch.Tensor:
     """Eval-mode (no dropout) LMI loss of each pair over all rows of ``x`` (P, N, dx),
-    ``y`` (P, N, dy), each MSE a mean over all N rows and dims. Returns (P,) float64."""
+    ``y`` (P, N, dy), each MSE a mean over all N rows and dims, the two self-reconstruction
+    MSEs times ``self_weight``. Returns (P,) float64."""
     n = x.shape[1]
     chunk = _val_chunk_rows(model.spec)
     sse = torch.zeros(x.shape[0], 4, dtype=torch.float64, device=x.device)
@@ -121,12 +122,15 @@ def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor) -> to
         sse += model.squared_errors(x[:, s:s + chunk], y[:, s:s + chunk]).to(torch.float64)
     dx, dy = x.shape[2], y.shape[2]
     denom = torch.tensor([dx, dy, dx, dy], dtype=torch.float64, device=x.device) * n
+    if self_weight != 1.0:
+        denom[2:] /= self_weight
     return (sse / denom).sum(dim=1)
 
 
-def _val_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, aux_loss: Callable | None) -> torch.Tensor:
+def _val_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, aux_loss: Callable | None,
+              self_weight: float = 1.0) -> torch.Tensor:
     """:func:`held_out_loss` plus ``aux_loss.held_out`` when an auxiliary term is given. (P,) float64."""
-    val = held_out_loss(model, x, y)
+    val = held_out_loss(model, x, y, self_weight)
     return val if aux_loss is None else val + aux_loss.held_out(model, x, y)
 
 
@@ -198,6 +202,7 @@ def train_pairs(
     progress: ProgressFn | None = None,
     attribution: bool = False,
     aux_loss: Callable | None = None,
+    self_weight: float = 1.0,
 ) -> TrainResult:
     """Train P pairs' networks as one batch.
 
@@ -225,10 +230,12 @@ def train_pairs(
 
     model = StackedCrossAE.init(spec, [derive_seed(s, "init") for s in seeds], device, dtype)
     best = model.detached_clone()
+    if aux_loss is not None and hasattr(aux_loss, "set_epoch"):
+        aux_loss.set_epoch(0)
     for t in model.tensors():
         t.requires_grad_(True)
     with matmul_precision(precision, device):
-        init_val = _val_loss(model, x_val, y_val, aux_loss).cpu().numpy()   # diagnostics only (no RNG)
+        init_val = _val_loss(model, x_val, y_val, aux_loss, self_weight).cpu().numpy()   # diagnostics only (no RNG)
     opt = _Adam(model.tensors(), lr, betas, eps)
     shuffle_gens = [torch.Generator(device="cpu").manual_seed(derive_seed(s, "shuffle")) for s in seeds]
     drop_gens = [torch.Generator(device=device).manual_seed(derive_seed(s, "dropout")) for s in seeds]
@@ -248,6 +255,8 @@ def train_pairs(
         if Pa == 0:
             break
         active_per_epoch.append(Pa)
+        if aux_loss is not None and hasattr(aux_loss, "set_epoch"):
+            aux_loss.set_epoch(epoch)
         perms = torch.stack([torch.randperm(n_train, generator=g) for g in shuffle_gens]).to(device)
         rows = torch.arange(Pa, device=device)[:, None]
         params = model.tensors()
@@ -258,7 +267,7 @@ def train_pairs(
             xb, yb = xtr[rows, idx], ytr[rows, idx]
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
             with matmul_precision(precision, device):
-                loss = model.losses(xb, yb, masks).float()
+                loss = model.losses(xb, yb, masks, self_weight).float()
                 if aux_loss is not None:
                     loss = loss + aux_loss(model, xb, yb).float()
             grads = torch.autograd.grad(loss.sum(), params)
@@ -267,7 +276,7 @@ def train_pairs(
             n_batches += 1
 
         with matmul_precision(precision, device):
-            val = _val_loss(model, xva, yva, aux_loss).cpu().numpy()       # the per-epoch host sync
+            val = _val_loss(model, xva, yva, aux_loss, self_weight).cpu().numpy()       # the per-epoch host sync
         trn = (train_sum / n_batches).cpu().numpy()
         for j, pid in enumerate(active):
             train_hist[pid].append(float(trn[j]))

@@ -278,8 +278,8 @@ def test_non_finite_loss_stops_the_pair_at_once_and_mates_train_on(monkeypatch):
     calls = []
     real = training.held_out_loss
 
-    def poisoned(model, x, y):
-        out = real(model, x, y)
+    def poisoned(model, x, y, self_weight=1.0):
+        out = real(model, x, y, self_weight)
         calls.append(out.shape[0])
         if len(calls) == 4 and out.shape[0] == 2:      # call 1 is the initial weights: epoch 2
             out[0] = float("nan")
