@@ -48,7 +48,8 @@ from lmi_distributed import synthetic  # noqa: E402
 
 #: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
 #: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
-METHODS = ("paper", "paper_last", "paper_noise", "contrastive", "paper_avg2", "contrastive_avg2", "latentmi")
+METHODS = ("paper", "paper_last", "paper_noise", "paper_gz", "contrastive", "contrastive_gz", "paper_avg2",
+           "contrastive_avg2", "latentmi")
 
 #: pair-seed offset of the second training of an ``*_avg2`` method (another split, init, order)
 AVG_SEED_OFFSET = 100_000
@@ -290,10 +291,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contrastive-temperature", type=float, default=3.0)
     ap.add_argument("--self-weight", type=float, default=1.0,
                     help="weight of the self-reconstruction MSEs (contrastive method; 1: the paper's)")
-    ap.add_argument("--contrastive-head", type=int, default=0,
-                    help="width of the InfoNCE projection head (0: the critic sees the latents)")
-    ap.add_argument("--contrastive-anneal", type=int, default=0,
-                    help="epochs over which the InfoNCE weight falls to 0 (0: constant)")
     ap.add_argument("--label", default="",
                     help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
@@ -343,8 +340,9 @@ def main(argv: list[str] | None = None) -> None:
                 "paper_noise": {**base, "ksg_noise": 1e-10},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature,
-                                "contrastive_head": a.contrastive_head, "self_weight": a.self_weight,
-                                "contrastive_anneal": a.contrastive_anneal}}
+                                "self_weight": a.self_weight}}
+    settings["paper_gz"] = {**base, "ksg_gaussianize": True}
+    settings["contrastive_gz"] = {**settings["contrastive"], "ksg_gaussianize": True}
     if a.fpr:
         out_path = a.out or ROOT / "jobs" / "results" / ("benchmark_accuracy_fpr" + ("_quick" if a.quick else "") + ".json")
         if any(m.endswith("_avg2") for m in methods):

@@ -271,16 +271,14 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
 
     x_tr, y_tr, x_te, y_te = dev(xz[pidx, tr]), dev(yz[pidx, tr]), dev(xz[pidx, te]), dev(yz[pidx, te])
     del xz, yz
-    spec = NetSpec.for_dims(dx, dy, s.latent_dim, s.hidden,
-                            head=s.contrastive_head if s.contrastive_weight > 0 else 0)
+    spec = NetSpec.for_dims(dx, dy, s.latent_dim, s.hidden)
     log.info("LMI: training %d pair(s) as one batch (N=%d, d_x=%d, d_y=%d, L=%d/%d) on %s",
              P, N, dx, dy, spec.lx, spec.ly, device)
     aux = None
     if s.contrastive_weight > 0:
         from .contrastive import ContrastiveTerm
 
-        aux = ContrastiveTerm(s.contrastive_weight, s.contrastive_temperature, chunk=max(2, s.batch_size),
-                              anneal_epochs=s.contrastive_anneal)
+        aux = ContrastiveTerm(s.contrastive_weight, s.contrastive_temperature, chunk=max(2, s.batch_size))
     with torch_threads(s.num_threads):
         res = train_pairs(x_tr, y_tr, x_te, y_te, spec, seeds, batch_size=s.batch_size, lr=s.lr,
                           betas=(0.9, 0.999), eps=s.adam_eps, max_epochs=s.max_epochs,

@@ -60,39 +60,21 @@ class ContrastiveTerm:
     as many negatives per row as the training term does).
     """
 
-    def __init__(self, weight: float, temperature: float, chunk: int, anneal_epochs: int = 0):
-        if weight < 0 or not temperature > 0 or chunk < 2 or anneal_epochs < 0:
-            raise ValueError(f"need weight >= 0, temperature > 0, chunk >= 2, anneal_epochs >= 0; "
-                             f"got {weight}, {temperature}, {chunk}, {anneal_epochs}")
+    def __init__(self, weight: float, temperature: float, chunk: int):
+        if weight < 0 or not temperature > 0 or chunk < 2:
+            raise ValueError(f"need weight >= 0, temperature > 0, chunk >= 2; got {weight}, {temperature}, {chunk}")
         self.weight, self.temperature, self.chunk = float(weight), float(temperature), int(chunk)
-        self.anneal_epochs = int(anneal_epochs)
-        self.current = self.weight
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by the trainer before each epoch (0-based): with ``anneal_epochs`` > 0 the weight
-        falls linearly from ``weight`` at epoch 0 to 0 at epoch ``anneal_epochs`` and stays 0."""
-        if self.anneal_epochs:
-            self.current = self.weight * max(0.0, 1.0 - epoch / self.anneal_epochs)
-
-    def _nce(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        zx, zy = model.encode(x, y)
-        if model.spec.head:
-            zx, zy = model.project(zx, zy)
-        return info_nce(zx, zy, self.temperature)
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Training term of a minibatch: ``x`` (P, B, dx), ``y`` (P, B, dy) -> (P,)."""
-        if self.current == 0.0:
-            return torch.zeros(x.shape[0], device=x.device)
-        return self.current * self._nce(model, x, y)
+        zx, zy = model.encode(x, y)
+        return self.weight * info_nce(zx, zy, self.temperature)
 
     @torch.no_grad()
     def held_out(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Held-out term over all N rows of ``x`` (P, N, dx), ``y`` (P, N, dy), in consecutive
         blocks of ``chunk`` rows (the last block, if shorter than 2 rows, joins the previous
         one); the row-weighted mean over blocks. Returns (P,) float64."""
-        if self.current == 0.0:
-            return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         n = x.shape[1]
         starts = list(range(0, n, self.chunk))
         if len(starts) > 1 and n - starts[-1] < 2:
@@ -100,5 +82,6 @@ class ContrastiveTerm:
         bounds = starts[1:] + [n]
         tot = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for s, e in zip(starts, bounds):
-            tot += self._nce(model, x[:, s:e], y[:, s:e]).to(torch.float64) * (e - s)
-        return self.current * tot / n
+            zx, zy = model.encode(x[:, s:e], y[:, s:e])
+            tot += info_nce(zx, zy, self.temperature).to(torch.float64) * (e - s)
+        return self.weight * tot / n

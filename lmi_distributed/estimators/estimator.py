@@ -203,7 +203,7 @@ class LMI(BaseEstimator):
                  ksg_noise: float = 0.0, ksg_gaussianize: bool = False, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 0.0,
-                 contrastive_temperature: float = 3.0, self_weight: float = 1.0, contrastive_head: int = 0, contrastive_anneal: int = 0,
+                 contrastive_temperature: float = 3.0, self_weight: float = 1.0,
                  random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -228,8 +228,6 @@ class LMI(BaseEstimator):
         self.contrastive_weight = contrastive_weight
         self.contrastive_temperature = contrastive_temperature
         self.self_weight = self_weight
-        self.contrastive_head = contrastive_head
-        self.contrastive_anneal = contrastive_anneal
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------

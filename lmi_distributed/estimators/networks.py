@@ -32,8 +32,6 @@ DROPOUT_P = 0.5
 #: Network names, in initialisation order.
 NETS = ("ex", "ey", "dxx", "dyy", "dyx", "dxy")
 CROSS_NETS = ("dyx", "dxy")
-#: Projection heads of the contrastive term (``NetSpec.head`` > 0): latent -> head -> latent.
-HEAD_NETS = ("hx", "hy")
 
 
 def hidden_width(d: int, hidden: int | None = None) -> int:
@@ -55,18 +53,10 @@ class NetSpec:
     latent: int = 8
     lx: int = 1024
     ly: int = 1024
-    #: width of the contrastive projection heads (0: none; estimators.contrastive)
-    head: int = 0
 
     @classmethod
-    def for_dims(cls, dx: int, dy: int, latent: int = 8, hidden: int | None = None, head: int = 0) -> "NetSpec":
-        return cls(dx, dy, latent, hidden_width(dx, hidden), hidden_width(dy, hidden), int(head))
-
-    def nets(self) -> tuple[str, ...]:
-        """Networks of this spec, in initialisation order: :data:`NETS`, then the projection
-        heads :data:`HEAD_NETS` when ``head`` > 0 (drawn last, so the six networks' initial
-        weights do not depend on ``head``)."""
-        return NETS + HEAD_NETS if self.head else NETS
+    def for_dims(cls, dx: int, dy: int, latent: int = 8, hidden: int | None = None) -> "NetSpec":
+        return cls(dx, dy, latent, hidden_width(dx, hidden), hidden_width(dy, hidden))
 
     def widths(self, net: str) -> list[int]:
         """Layer widths ``[in, h1, h2, h3, out]`` of network ``net``."""
@@ -78,8 +68,6 @@ class NetSpec:
             "dyy": [z, ly // 4, ly // 2, ly, self.dy],
             "dyx": [z, lx // 4, lx // 2, lx, self.dx],
             "dxy": [z, ly // 4, ly // 2, ly, self.dy],
-            "hx": [z, self.head, z],
-            "hy": [z, self.head, z],
         }[net]
 
     def dropout_widths(self, net: str) -> list[int]:
@@ -94,7 +82,7 @@ class NetSpec:
     def n_params(self) -> int:
         """Parameters of one pair's network."""
         tot = 0
-        for net in self.nets():
+        for net in NETS:
             w = self.widths(net)
             tot += sum(a * b + b for a, b in zip(w[:-1], w[1:]))
         return tot
@@ -125,7 +113,7 @@ class StackedCrossAE:
         P = len(init_seeds)
         gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in init_seeds]
         params: dict[str, torch.Tensor] = {}
-        for net in spec.nets():
+        for net in NETS:
             w = spec.widths(net)
             for i, (fan_in, fan_out) in enumerate(zip(w[:-1], w[1:])):
                 bound = math.sqrt(6.0 / (fan_in + fan_out))
@@ -173,16 +161,6 @@ class StackedCrossAE:
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents ``(zx, zy)``, each (P, B, latent), of ``x`` (P, B, dx) and ``y`` (P, B, dy)."""
         return self.mlp("ex", x), self.mlp("ey", y)
-
-    def project(self, zx: torch.Tensor, zy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The contrastive projection heads (``spec.head`` > 0): latent -> head -> latent, one
-        LeakyReLU between the two layers, on ``zx``, ``zy`` (P, B, latent) -> two (P, B, latent)."""
-        out = []
-        for net, h in (("hx", zx), ("hy", zy)):
-            h = F.leaky_relu(torch.baddbmm(self.params[_key(net, 0, "b")], h, self.params[_key(net, 0, "w")]),
-                             NEGATIVE_SLOPE)
-            out.append(torch.baddbmm(self.params[_key(net, 1, "b")], h, self.params[_key(net, 1, "w")]))
-        return out[0], out[1]
 
     def squared_errors(self, x: torch.Tensor, y: torch.Tensor,
                        masks: dict[str, Sequence[torch.Tensor]] | None = None) -> torch.Tensor:

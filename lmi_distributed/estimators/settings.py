@@ -99,10 +99,6 @@ class SettingsFields(BaseModel):
     contrastive_temperature: Real = Field(3.0, gt=0, description="temperature of the InfoNCE cosine critic")
     self_weight: Real = Field(1.0, ge=0, description="weight of the two self-reconstruction MSEs in the "
                                                       "training loss (latentmi's alpha); 1: the paper's loss")
-    contrastive_head: Int = Field(0, ge=0, description="width of a projection head (latent -> head -> latent) "
-                                                       "the InfoNCE critic sees instead of the latents; 0: none")
-    contrastive_anneal: Int = Field(0, ge=0, description="epochs over which the InfoNCE weight falls linearly "
-                                                         "to 0; 0: constant weight")
 
     @field_validator("device")
     @classmethod
@@ -133,10 +129,6 @@ class SettingsFields(BaseModel):
             d.pop("ksg_gaussianize", None)
         if d.get("self_weight") == 1.0:
             d.pop("self_weight", None)
-        if not d.get("contrastive_weight") or not d.get("contrastive_head"):
-            d.pop("contrastive_head", None)
-        if not d.get("contrastive_weight") or not d.get("contrastive_anneal"):
-            d.pop("contrastive_anneal", None)
         return d
 
     def min_samples(self) -> int:

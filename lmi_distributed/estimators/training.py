@@ -230,8 +230,6 @@ def train_pairs(
 
     model = StackedCrossAE.init(spec, [derive_seed(s, "init") for s in seeds], device, dtype)
     best = model.detached_clone()
-    if aux_loss is not None and hasattr(aux_loss, "set_epoch"):
-        aux_loss.set_epoch(0)
     for t in model.tensors():
         t.requires_grad_(True)
     with matmul_precision(precision, device):
@@ -255,8 +253,6 @@ def train_pairs(
         if Pa == 0:
             break
         active_per_epoch.append(Pa)
-        if aux_loss is not None and hasattr(aux_loss, "set_epoch"):
-            aux_loss.set_epoch(epoch)
         perms = torch.stack([torch.randperm(n_train, generator=g) for g in shuffle_gens]).to(device)
         rows = torch.arange(Pa, device=device)[:, None]
         params = model.tensors()

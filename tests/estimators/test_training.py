@@ -92,6 +92,22 @@ def test_forward_equals_plain_sequential_model(dx, dy, L):
             assert ours_loss[p].item() == pytest.approx(ref.learning_loss(x[p], y[p]).item(), rel=1e-5)
 
 
+def test_self_weight_scales_the_two_self_reconstruction_terms():
+    # latentmi's alpha: loss = cross MSEs + alpha * self MSEs, in training and in the held-out loss
+    spec = NetSpec.for_dims(5, 3, 4, hidden=16)
+    model = StackedCrossAE.init(spec, [1, 2])
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 40, 5, generator=g), torch.randn(2, 40, 3, generator=g)
+    sse = model.squared_errors(x, y).double()
+    cross = sse[:, 0] / (40 * 5) + sse[:, 1] / (40 * 3)
+    auto = sse[:, 2] / (40 * 5) + sse[:, 3] / (40 * 3)
+    assert (auto > 0.1).all()              # the weight visibly matters (untrained networks)
+    for w in (1.0, 0.25, 0.0):
+        torch.testing.assert_close(model.losses(x, y, self_weight=w).double(), cross + w * auto, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(held_out_loss(model, x, y, self_weight=w), cross + w * auto, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model.losses(x, y, self_weight=1.0), model.losses(x, y))   # the paper's, bit for bit
+
+
 def test_dropout_masks_semantics_match_manual_dropout():
     spec = NetSpec.for_dims(4, 6, 8, hidden=16)
     model = StackedCrossAE.init(spec, [1])
