@@ -45,10 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 LATENTMI_PY = Path(os.environ.get("LATENTMI_PY", ROOT / ".venv-latentmi" / "bin" / "python"))
 
 from lmi_distributed import synthetic  # noqa: E402
+from lmi_distributed.estimators.settings import PAPER  # noqa: E402
 
 #: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
 #: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
-METHODS = ("paper", "paper_last", "paper_noise", "paper_gz", "contrastive", "contrastive_gz", "paper_avg2",
+METHODS = ("default", "paper", "paper_last", "paper_noise", "paper_gz", "contrastive", "contrastive_gz", "paper_avg2",
            "contrastive_avg2", "latentmi")
 
 #: pair-seed offset of the second training of an ``*_avg2`` method (another split, init, order)
@@ -335,8 +336,9 @@ def main(argv: list[str] | None = None) -> None:
         cases = [c for c in cases if a.only in case_name(*c)]
     if not cases:
         raise SystemExit("no case selected")
-    base = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
-    settings = {"paper": base, "paper_last": {**base, "restore_best": False},
+    budget = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
+    base = {**budget, **PAPER}          # the paper's estimator at this budget
+    settings = {"default": budget, "paper": base, "paper_last": {**base, "restore_best": False},
                 "paper_noise": {**base, "ksg_noise": 1e-10},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature,

@@ -20,6 +20,7 @@ _LAZY = {
     "estimate": "lmi_distributed.estimators.api",
     "estimate_many": "lmi_distributed.estimators.api",
     "LMISettings": "lmi_distributed.estimators.settings",
+    "PAPER": "lmi_distributed.estimators.settings",
     "LMIResult": "lmi_distributed.estimators.api",
     "pairwise": "lmi_distributed.estimators.pairwise",
     "ksg_mi": "lmi_distributed.estimators.ksg",

@@ -7,7 +7,7 @@ import sys
 import lmi_distributed
 
 EXPECTED = {"LMI", "estimate", "estimate_many", "pairwise", "ksg_mi", "ksg_pmi", "latent_permutation_null",
-            "permutation_pvalue", "benjamini_hochberg", "LMISettings", "LMIResult", "LMIError", "InputError",
+            "permutation_pvalue", "benjamini_hochberg", "LMISettings", "PAPER", "LMIResult", "LMIError", "InputError",
             "ConfigError", "DataError", "LMIWarning", "__version__"}
 
 

@@ -10,7 +10,8 @@ A study (``configs/*.yaml``)::
     pairing: {rule: aligned}                  # aligned | join | grouped (fields: see lmi_distributed.data)
     replicates: 2                             # repeated pairings / trainings per pair
     nulls: {retrain_shuffles: 0, latent_permutations: 100}
-    estimator: {}                             # LMISettings overrides; empty = the paper's defaults
+    estimator: {}                             # LMISettings overrides; empty = the defaults
+                                              # (the paper's: {contrastive_weight: 0, ksg_gaussianize: false})
     resources: {workers: auto, gpus_per_worker: 1, pairs_per_batch: 16, cpu_fallback: true}
     output: {path: runs/demo}
     significance: {alpha: 0.05, p_null: auto}
@@ -130,7 +131,8 @@ class NullsConfig(_Strict):
 
 class EstimatorConfig(SettingsFields):
     """The study's ``estimator`` block: the fields of ``LMISettings`` (one model, defined in
-    ``estimators/settings.py``; defaults are the paper's). ``device`` and ``num_threads`` are set
+    ``estimators/settings.py``; defaults are its, the paper's but for ``settings.PAPER``'s two).
+    ``device`` and ``num_threads`` are set
     per worker by the engine from ``resources``, so a study may not set them, and they are left
     out of its dumps (``study.json`` reads back as a valid study)."""
 

@@ -67,6 +67,23 @@ def _pmi_rel(key: str) -> str:
     return f"{pair}/{rep}_{kind}.zarr"
 
 
+def _paper_hint(config: Any, old_fingerprint: Any) -> str:
+    """A sentence for the fingerprint-mismatch error when the stored study is this very config
+    with the paper's estimator (the default before the accuracy suite changed two defaults),
+    else ""."""
+    from lmi_distributed.estimators.settings import PAPER
+
+    est = getattr(config, "estimator", None)
+    if est is None or not hasattr(config, "fingerprint") or all(getattr(est, k, None) == v for k, v in PAPER.items()):
+        return ""
+    paper = config.model_copy(update={"estimator": est.model_copy(update=PAPER)})
+    if paper.fingerprint() != old_fingerprint:
+        return ""
+    return ("; it was computed with the paper's estimator (the default before contrastive_weight and "
+            "ksg_gaussianize were turned on): add 'contrastive_weight: 0' and 'ksg_gaussianize: false' "
+            "to the config's estimator block to resume it")
+
+
 def study_fingerprint(config_fingerprint: str, identity: Mapping[str, Any] | None) -> str:
     """Hash of the config fingerprint and the input matrices' identities (uid, shape, provenance).
 
@@ -184,7 +201,7 @@ class ResultStore:
                     raise ConfigError(
                         f"output.path: {self.root} holds results of a study with other seed/data/"
                         f"variables/pairing/estimator settings (fingerprint {old.get('fingerprint')} != {fp}); "
-                        "choose another output.path or pass --overwrite")
+                        "choose another output.path or pass --overwrite" + _paper_hint(config, old.get("fingerprint")))
                 self.clear()
             else:
                 changed = _identity_changes(old.get("data_identity"), identity)

@@ -67,7 +67,11 @@ class ContrastiveTerm:
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Training term of a minibatch: ``x`` (P, B, dx), ``y`` (P, B, dy) -> (P,)."""
-        zx, zy = model.encode(x, y)
+        return self.from_latents(*model.encode(x, y))
+
+    def from_latents(self, zx: torch.Tensor, zy: torch.Tensor) -> torch.Tensor:
+        """Training term of a minibatch's latents ``zx``, ``zy`` (P, B, latent) -> (P,) (what the
+        trainer calls, with the latents of its loss's forward pass)."""
         return self.weight * info_nce(zx, zy, self.temperature)
 
     @torch.no_grad()

@@ -167,6 +167,12 @@ class StackedCrossAE:
         """Per pair sums of squared errors of the four reconstructions, shape (P, 4):
         columns ``[D_YX(E_Y y) vs x, D_XY(E_X x) vs y, D_XX(E_X x) vs x, D_YY(E_Y y) vs y]``.
         ``masks``: ``{"dyx": [...], "dxy": [...]}`` dropout masks (training) or None (eval)."""
+        return self._errors_and_latents(x, y, masks)[0]
+
+    def _errors_and_latents(self, x: torch.Tensor, y: torch.Tensor,
+                            masks: dict[str, Sequence[torch.Tensor]] | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`squared_errors` (P, 4) and the latents ``zx``, ``zy`` (P, B, latent) it encoded."""
         zx, zy = self.encode(x, y)
         m = masks or {}
         terms = [
@@ -175,19 +181,26 @@ class StackedCrossAE:
             (self.mlp("dxx", zx) - x),
             (self.mlp("dyy", zy) - y),
         ]
-        return torch.stack([t.square().sum(dim=(1, 2)) for t in terms], dim=1)
+        return torch.stack([t.square().sum(dim=(1, 2)) for t in terms], dim=1), zx, zy
 
     def losses(self, x: torch.Tensor, y: torch.Tensor,
                masks: dict[str, Sequence[torch.Tensor]] | None = None, self_weight: float = 1.0) -> torch.Tensor:
         """Per pair LMI loss, shape (P,): the sum of the four MSEs, each a mean over the
         B samples and the dimensions (latentmi's ``learning_loss`` with alpha = lam = 1);
         ``self_weight`` (latentmi's alpha) multiplies the two self-reconstruction MSEs."""
+        return self.losses_and_latents(x, y, masks, self_weight)[0]
+
+    def losses_and_latents(self, x: torch.Tensor, y: torch.Tensor,
+                           masks: dict[str, Sequence[torch.Tensor]] | None = None, self_weight: float = 1.0
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`losses` (P,) and the latents ``zx``, ``zy`` (P, B, latent) of the same forward
+        pass (so an auxiliary term on the latents needs no second encoder pass)."""
         B, dx, dy = x.shape[1], x.shape[2], y.shape[2]
-        sse = self.squared_errors(x, y, masks)
+        sse, zx, zy = self._errors_and_latents(x, y, masks)
         # python-scalar divisors: no host->device copy per step
         cross = sse[:, 0] / (B * dx) + sse[:, 1] / (B * dy)
         auto = sse[:, 2] / (B * dx) + sse[:, 3] / (B * dy)
-        return cross + auto if self_weight == 1.0 else cross + self_weight * auto
+        return (cross + auto if self_weight == 1.0 else cross + self_weight * auto), zx, zy
 
 
 def dropout_masks(spec: NetSpec, gens: Sequence[torch.Generator], batch: int,

@@ -3,7 +3,9 @@
 ``LMISettings`` is what ``estimate(X, Y, **settings)`` builds and what a study's ``estimator:``
 block is validated against (the study's ``estimator`` block nests its fields), so the same
 mistake gives the same message everywhere and a new setting cannot drift between the two.
-Defaults are the paper's / latentmi 0.1.3's.
+Defaults are the paper's / latentmi 0.1.3's, except two chosen by the accuracy suite (issue 11):
+an InfoNCE term on the latents (``contrastive_weight=1``) and Gaussianised latents before KSG
+(``ksg_gaussianize=True``). :data:`PAPER` gives back the paper's estimator exactly.
 
 Every number must be finite (``lr: .inf`` or NaN is rejected), integers must be integers (not
 ``True``, not ``2.5``), unknown names are rejected with the list of valid ones. Errors raised
@@ -20,7 +22,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from lmi_distributed.errors import ConfigError
 
-__all__ = ["LMISettings", "SettingsFields", "SETTING_NAMES", "KSG_BACKENDS", "resolve_settings", "settings_error"]
+__all__ = ["LMISettings", "SettingsFields", "SETTING_NAMES", "KSG_BACKENDS", "PAPER", "resolve_settings",
+           "settings_error"]
+
+#: The paper's estimator (latentmi 0.1.3's), exactly: the two settings whose defaults differ from
+#: it (issue 11, docs/estimator.md "Accuracy suite"). ``estimate(X, Y, **PAPER)``,
+#: ``LMI(**PAPER)``, ``LMISettings.paper()``, or in a study config ``estimator: {contrastive_weight: 0,
+#: ksg_gaussianize: false}``; studies computed before the defaults changed resume with these.
+PAPER: dict[str, Any] = {"contrastive_weight": 0.0, "ksg_gaussianize": False}
 
 #: neighbour backends of the KSG estimator (``estimators.neighbors``)
 KSG_BACKENDS = ("auto", "tree", "tiled", "cupy")
@@ -79,9 +88,9 @@ class SettingsFields(BaseModel):
     clip: Real = Field(10.0, gt=0, description="z-scores are clipped to +-clip")
     k: Int = Field(3, ge=1, description="KSG neighbours")
     ksg_noise: Real = Field(0.0, ge=0, description="seeded uniform [0, noise) jitter on latents before KSG")
-    ksg_gaussianize: bool = Field(False, description="map every latent dim to normal scores by its held-out "
-                                                     "empirical CDF, keeping its robust scale, before KSG "
-                                                     "(estimators.gaussianize); False: the paper's")
+    ksg_gaussianize: bool = Field(True, description="map every latent dim to normal scores by its held-out "
+                                                    "empirical CDF, keeping its robust scale, before KSG "
+                                                    "(estimators.gaussianize); False: the paper's")
     ksg_backend: Literal["auto", "tree", "tiled", "cupy"] = "auto"
     device: str = Field("cpu", description="'cpu', 'cuda' or 'cuda:i' (a study's workers set it)")
     dtype: Literal["float32", "float64"] = "float32"
@@ -92,9 +101,9 @@ class SettingsFields(BaseModel):
     attribution: bool = Field(
         False, description="True: per-dimension held-out R^2 of each cross-decoder (LMIResult.r2_x / r2_y; "
                            "one extra held-out forward pass; paper A.2.3)")
-    # -- beyond the paper (issue 11); the defaults keep the paper's estimator exactly --------------
+    # -- beyond the paper (issue 11); PAPER sets the paper's values -----------------------------
     contrastive_weight: Real = Field(
-        0.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
+        1.0, ge=0, description="weight of an InfoNCE term on the latents added to the training and held-out "
                                "loss (estimators.contrastive); 0: the paper's loss")
     contrastive_temperature: Real = Field(3.0, gt=0, description="temperature of the InfoNCE cosine critic")
     self_weight: Real = Field(1.0, ge=0, description="weight of the two self-reconstruction MSEs in the "
@@ -118,8 +127,10 @@ class SettingsFields(BaseModel):
     def numbers_dump(self) -> dict[str, Any]:
         """The settings that change an estimate's numbers, for fingerprints (a study resumes only
         on results computed with the same ones). Left out: ``attribution`` (it adds arrays, changes
-        no number) and the contrastive term's fields while its weight is 0 (the paper's loss, bit
-        for bit), so studies fingerprinted before these settings existed keep their fingerprint."""
+        no number) and the settings beyond the paper while they have the paper's values
+        (contrastive weight 0 with its temperature, ``ksg_gaussianize`` False, ``self_weight`` 1),
+        so a study computed with the paper's estimator before these settings existed keeps its
+        fingerprint when run with :data:`PAPER`."""
         d = self.model_dump()
         d.pop("attribution", None)
         if not d.get("contrastive_weight"):
@@ -142,8 +153,14 @@ class SettingsFields(BaseModel):
 
 
 class LMISettings(SettingsFields):
-    """Estimator settings; defaults are the paper's (latentmi 0.1.3). Frozen; a bad or unknown
-    setting raises :class:`~lmi_distributed.errors.ConfigError` naming it."""
+    """Estimator settings; defaults are the paper's (latentmi 0.1.3) but for :data:`PAPER`'s two.
+    Frozen; a bad or unknown setting raises :class:`~lmi_distributed.errors.ConfigError` naming it."""
+
+    @classmethod
+    def paper(cls, **changes: Any) -> "LMISettings":
+        """The paper's estimator exactly (latentmi 0.1.3's settings: :data:`PAPER` over the
+        defaults), with ``changes``."""
+        return cls(**{**PAPER, **changes})
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -216,7 +216,8 @@ def train_pairs(
     weights (:func:`.attribution.cross_decoder_r2`, one eval-mode forward pass over the
     held-out half); off, it costs nothing.
     ``aux_loss``: an optional extra per-pair term (e.g. :class:`.contrastive.ContrastiveTerm`):
-    ``aux_loss(model, xb, yb)`` -> (P,) is added to every minibatch loss and
+    ``aux_loss.from_latents(zx, zy)`` -> (P,), on the latents of the minibatch's forward pass, is
+    added to every minibatch loss and
     ``aux_loss.held_out(model, x, y)`` -> (P,) to the held-out loss; None: the paper's loss.
     """
     t0 = time.perf_counter()
@@ -263,9 +264,11 @@ def train_pairs(
             xb, yb = xtr[rows, idx], ytr[rows, idx]
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
             with matmul_precision(precision, device):
-                loss = model.losses(xb, yb, masks, self_weight).float()
-                if aux_loss is not None:
-                    loss = loss + aux_loss(model, xb, yb).float()
+                if aux_loss is None:
+                    loss = model.losses(xb, yb, masks, self_weight).float()
+                else:       # the auxiliary term reuses this pass's latents (no second encoder pass)
+                    loss, zx, zy = model.losses_and_latents(xb, yb, masks, self_weight)
+                    loss = loss.float() + aux_loss.from_latents(zx, zy).float()
             grads = torch.autograd.grad(loss.sum(), params)
             opt.step(params, grads)
             train_sum += loss.detach().to(torch.float64)

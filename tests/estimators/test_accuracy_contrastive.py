@@ -62,18 +62,21 @@ def test_held_out_term_blocks():
         ContrastiveTerm(-1.0, 0.1, 10)
 
 
-def test_default_is_the_paper_estimator_bit_for_bit():
+def test_on_by_default_and_weight_0_is_the_paper_estimator_bit_for_bit():
     X, Y, _ = gaussian_benchmark(300, 6, 1, 1.0, seed=0)
-    assert lmi.LMISettings().contrastive_weight == 0.0            # the paper's loss by default
-    ref = lmi.estimate(X, Y, seed=3, **TINY)
-    off = lmi.estimate(X, Y, seed=3, contrastive_weight=0.0, contrastive_temperature=0.5, **TINY)
-    assert off.mi == ref.mi
+    assert lmi.LMISettings().contrastive_weight == 1.0            # on by default (issue 11)
+    assert lmi.LMISettings.paper().contrastive_weight == 0.0 == lmi.PAPER["contrastive_weight"]
+    ref = lmi.estimate(X, Y, seed=3, **lmi.PAPER, **TINY)
+    off = lmi.estimate(X, Y, seed=3, ksg_gaussianize=False, contrastive_weight=0.0, contrastive_temperature=0.5,
+                       **TINY)
+    assert off.mi == ref.mi                    # the temperature is inert at weight 0
     np.testing.assert_array_equal(off.val_loss, ref.val_loss)
-    on = lmi.estimate(X, Y, seed=3, contrastive_weight=1.0, **TINY)
+    on = lmi.estimate(X, Y, seed=3, ksg_gaussianize=False, **TINY)
     assert on.status == "ok" and on.mi != ref.mi
+    assert lmi.estimate(X, Y, seed=3, ksg_gaussianize=False, contrastive_weight=1.0, **TINY).mi == on.mi
     # the held-out loss that early stopping watches includes the term (InfoNCE ~ log 150 nats)
     assert on.val_loss[0] > ref.val_loss[0] + 1.0
-    assert LMI(contrastive_weight=1.0, random_state=3, **TINY).fit(X, Y).mi_ == on.mi
+    assert LMI(ksg_gaussianize=False, random_state=3, **TINY).fit(X, Y).mi_ == on.mi
     for bad in ({"contrastive_weight": -0.5}, {"contrastive_temperature": 0.0},
                 {"contrastive_weight": float("inf")}):
         with pytest.raises(ConfigError, match=next(iter(bad))):

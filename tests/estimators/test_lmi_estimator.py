@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 import lmi_distributed as lmi
 from lmi_distributed.errors import ConfigError, InputError, LMIWarning
 from lmi_distributed.estimators.estimator import LMI, Standardizer
+from lmi_distributed.estimators.gaussianize import gaussianize
 from lmi_distributed.estimators.preprocess import zscore_clip
 from lmi_distributed.estimators.settings import SETTING_NAMES, LMISettings
 from lmi_distributed.synthetic import gaussian_benchmark
@@ -119,13 +120,17 @@ def test_transform(data, fitted):
     # the 150 held-out rows separately): atol for float32 rounding from other row blocking
     np.testing.assert_allclose(zx, fitted.result_.zx, rtol=0, atol=1e-5)
     np.testing.assert_allclose(zy, fitted.result_.zy, rtol=0, atol=1e-5)
-    # fewer rows per matmul may change the BLAS blocking: float32 rounding (measured 1.2e-7)
-    np.testing.assert_allclose(fitted.transform(Y=Y[:10]), zy[:10], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(fitted.transform(X[:10]), zx[:10], rtol=0, atol=1e-5)
-    ex, ey = fitted.encoders_.as_modules()             # plain torch modules, same latents
-    with torch.no_grad():
+    # fewer rows per matmul may change the BLAS blocking: float32 rounding (measured 1.2e-7) of the
+    # network's output, which the Gaussianisation (on by default) maps continuously but may
+    # magnify next to a close pair of reference values; 1e-3 is far below a rank step (~0.017)
+    np.testing.assert_allclose(fitted.transform(Y=Y[:10]), zy[:10], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(fitted.transform(X[:10]), zx[:10], rtol=0, atol=1e-3)
+    ex, ey = fitted.encoders_.as_modules()     # plain torch modules: the networks, without the
+    with torch.no_grad():                      # Gaussianisation (ksg_gaussianize, on by default)
         mx = ex(torch.from_numpy(zscore_clip(X)[:20])).numpy()
-    np.testing.assert_allclose(mx, zx[:20], rtol=0, atol=1e-5)   # Linear vs baddbmm: float32 rounding
+    ref = fitted.encoders_.params["cx.ref"][0].numpy()
+    # Linear vs baddbmm: float32 rounding, mapped continuously (as above)
+    np.testing.assert_allclose(gaussianize(ref, mx), zx[:20], rtol=0, atol=1e-3)
     with pytest.raises(InputError, match="5 features"):
         fitted.transform(X[:, :5])
     with pytest.raises(InputError, match="X, Y or both"):

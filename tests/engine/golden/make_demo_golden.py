@@ -4,7 +4,8 @@
 
 The study is the demo's (configs/demo.yaml: Gaussian Markov chain, seeds, pairing, replicates,
 latent null) shrunk so it runs in seconds: 3 variables of 300 rows, hidden 16, 6 epochs, one
-retrain shuffle and 20 latent permutations. `tests/engine/test_demo_golden.py` recomputes it and
+retrain shuffle and 20 latent permutations, with the paper's estimator (`settings.PAPER`).
+`tests/engine/test_demo_golden.py` recomputes it and
 compares with the committed `demo_small_pairs.json`, which was written by this script on the
 commit before the issue-9 refactors (ae81980), so the refactors are shown not to move a number.
 Works with both layouts of the engine (`engine/execute.py` before the split, `engine/worker.py`
@@ -31,6 +32,11 @@ def small_demo_raw(tmp: Path) -> dict:
     raw["variables"] = ["X0", "X1", "X2"]
     raw["nulls"] = {"retrain_shuffles": 1, "latent_permutations": 20}
     raw["estimator"] = {"hidden": 16, "batch_size": 64, "lr": 1.0e-3, "max_epochs": 6, "patience": 6}
+    try:            # the paper's estimator, the default when the golden file was written
+        from lmi_distributed.estimators.settings import PAPER
+        raw["estimator"].update(PAPER)
+    except ImportError:                      # checkouts before PAPER existed: the default was the paper's
+        pass
     raw["output"] = {"path": str(tmp / "out"), "save_pmi": "observed", "report": False}
     return raw
 
