@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.table:
         merged = merge([json.loads(f.read_text()) for f in a.table])
         print_table(merged["cases"], merged["meta"]["methods"])
+        if "latentmi" in merged["meta"]["methods"]:
+            print_versus(merged["cases"], [m for m in merged["meta"]["methods"] if m != "latentmi"])
         if a.out:
             a.out.write_text(json.dumps(merged, indent=1))
             print(f"wrote {a.out}")
@@ -411,6 +413,34 @@ def merge(runs: list[dict]) -> dict:
             cases.setdefault(c["case"], {**c, "methods": {}})["methods"].update(c["methods"])
     meta = {**runs[0]["meta"], "methods": methods, "merged_from": [r["meta"] for r in runs]}
     return {"meta": meta, "cases": list(cases.values())}
+
+
+def print_versus(results: list[dict], methods: list[str], ref: str = "latentmi") -> None:
+    """Compact markdown table: per case the median |error| (median estimate) of each method and
+    ``ref``, then per method the largest excess of its median |error| over ``ref``'s (the
+    issue's "no case worse than latentmi by more than 0.02 bits") and the summed seconds."""
+    cols = methods + [ref]
+    print("\n| case | truth (bits) | " + " | ".join(cols) + " |")
+    print("|" + "---|" * (2 + len(cols)))
+    worst = {m: (-np.inf, "") for m in methods}
+    secs = {m: 0.0 for m in cols}
+    for c in results:
+        r = c["methods"]
+        cells = []
+        for m in cols:
+            if m not in r:
+                cells.append("-")
+                continue
+            secs[m] += r[m]["seconds"]
+            cells.append(f"{r[m]['median_abs_error']:.3f} ({r[m]['median_estimate']:.2f})")
+            if m != ref and ref in r:
+                gap = r[m]["median_abs_error"] - r[ref]["median_abs_error"]
+                if gap > worst[m][0]:
+                    worst[m] = (gap, c["case"])
+        print(f"| {c['case']} | {c['truth_bits']:.3f} | " + " | ".join(cells) + " |")
+    print("\nlargest (median |err| - latentmi's): " + "; ".join(
+        f"{m} {worst[m][0]:+.3f} ({worst[m][1]})" for m in methods if worst[m][1]))
+    print("total seconds: " + ", ".join(f"{m} {secs[m]:.0f}" for m in cols))
 
 
 def print_table(results: list[dict], methods: list[str]) -> None:

@@ -11,7 +11,7 @@ A study (``configs/*.yaml``)::
     replicates: 2                             # repeated pairings / trainings per pair
     nulls: {retrain_shuffles: 0, latent_permutations: 100}
     estimator: {}                             # LMISettings overrides; empty = the defaults
-                                              # (the paper's: {contrastive_weight: 0, ksg_gaussianize: false})
+                                              # (the paper's: {contrastive_weight: 0, ksg_gaussianize: false, ksg_noise: 0})
     resources: {workers: auto, gpus_per_worker: 1, pairs_per_batch: 16, cpu_fallback: true}
     output: {path: runs/demo}
     significance: {alpha: 0.05, p_null: auto}
@@ -131,7 +131,7 @@ class NullsConfig(_Strict):
 
 class EstimatorConfig(SettingsFields):
     """The study's ``estimator`` block: the fields of ``LMISettings`` (one model, defined in
-    ``estimators/settings.py``; defaults are its, the paper's but for ``settings.PAPER``'s two).
+    ``estimators/settings.py``; defaults are its, the paper's but for ``settings.PAPER``'s three).
     ``device`` and ``num_threads`` are set
     per worker by the engine from ``resources``, so a study may not set them, and they are left
     out of its dumps (``study.json`` reads back as a valid study)."""

@@ -79,9 +79,9 @@ def _paper_hint(config: Any, old_fingerprint: Any) -> str:
     paper = config.model_copy(update={"estimator": est.model_copy(update=PAPER)})
     if paper.fingerprint() != old_fingerprint:
         return ""
-    return ("; it was computed with the paper's estimator (the default before contrastive_weight and "
-            "ksg_gaussianize were turned on): add 'contrastive_weight: 0' and 'ksg_gaussianize: false' "
-            "to the config's estimator block to resume it")
+    return ("; it was computed with the paper's estimator (the default before contrastive_weight, "
+            "ksg_gaussianize and ksg_noise changed): add 'contrastive_weight: 0', 'ksg_gaussianize: false' "
+            "and 'ksg_noise: 0' to the config's estimator block to resume it")
 
 
 def study_fingerprint(config_fingerprint: str, identity: Mapping[str, Any] | None) -> str:

@@ -201,7 +201,7 @@ class LMI(BaseEstimator):
     def __init__(self, latent_dim: int = 8, hidden: Optional[int] = None, batch_size: int = 512,
                  lr: float = 1e-4, adam_eps: float = 1e-7, max_epochs: int = 300, patience: int = 30,
                  train_fraction: float = 0.5, split: str = "rows", clip: float = 10.0, k: int = 3,
-                 ksg_noise: float = 0.0, ksg_gaussianize: bool = True, ksg_backend: str = "auto", device: str = "cpu",
+                 ksg_noise: float = 1e-10, ksg_gaussianize: bool = True, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 1.0,
                  contrastive_temperature: float = 3.0, self_weight: float = 1.0,

@@ -3,9 +3,10 @@
 ``LMISettings`` is what ``estimate(X, Y, **settings)`` builds and what a study's ``estimator:``
 block is validated against (the study's ``estimator`` block nests its fields), so the same
 mistake gives the same message everywhere and a new setting cannot drift between the two.
-Defaults are the paper's / latentmi 0.1.3's, except two chosen by the accuracy suite (issue 11):
-an InfoNCE term on the latents (``contrastive_weight=1``) and Gaussianised latents before KSG
-(``ksg_gaussianize=True``). :data:`PAPER` gives back the paper's estimator exactly.
+Defaults are the paper's / latentmi 0.1.3's, except three chosen by the accuracy suite (issue 11):
+an InfoNCE term on the latents (``contrastive_weight=1``), Gaussianised latents before KSG
+(``ksg_gaussianize=True``) and latentmi's tie-breaking jitter, seeded (``ksg_noise=1e-10``).
+:data:`PAPER` gives back the paper's estimator as computed here before (no jitter) exactly.
 
 Every number must be finite (``lr: .inf`` or NaN is rejected), integers must be integers (not
 ``True``, not ``2.5``), unknown names are rejected with the list of valid ones. Errors raised
@@ -25,11 +26,11 @@ from lmi_distributed.errors import ConfigError
 __all__ = ["LMISettings", "SettingsFields", "SETTING_NAMES", "KSG_BACKENDS", "PAPER", "resolve_settings",
            "settings_error"]
 
-#: The paper's estimator (latentmi 0.1.3's), exactly: the two settings whose defaults differ from
-#: it (issue 11, docs/estimator.md "Accuracy suite"). ``estimate(X, Y, **PAPER)``,
+#: The paper's estimator, exactly as this package computed it before issue 11: the three settings
+#: whose defaults now differ (docs/estimator.md "Accuracy suite"). ``estimate(X, Y, **PAPER)``,
 #: ``LMI(**PAPER)``, ``LMISettings.paper()``, or in a study config ``estimator: {contrastive_weight: 0,
-#: ksg_gaussianize: false}``; studies computed before the defaults changed resume with these.
-PAPER: dict[str, Any] = {"contrastive_weight": 0.0, "ksg_gaussianize": False}
+#: ksg_gaussianize: false, ksg_noise: 0}``; studies computed before the defaults changed resume with these.
+PAPER: dict[str, Any] = {"contrastive_weight": 0.0, "ksg_gaussianize": False, "ksg_noise": 0.0}
 
 #: neighbour backends of the KSG estimator (``estimators.neighbors``)
 KSG_BACKENDS = ("auto", "tree", "tiled", "cupy")
@@ -87,7 +88,8 @@ class SettingsFields(BaseModel):
         "rows", description="'rows': random rows; 'ids': held-out ids, no id in both halves (needs ids=)")
     clip: Real = Field(10.0, gt=0, description="z-scores are clipped to +-clip")
     k: Int = Field(3, ge=1, description="KSG neighbours")
-    ksg_noise: Real = Field(0.0, ge=0, description="seeded uniform [0, noise) jitter on latents before KSG")
+    ksg_noise: Real = Field(1e-10, ge=0, description="seeded uniform [0, noise) jitter on latents before KSG "
+                                                     "(latentmi's 1e-10, unseeded there; breaks exact ties)")
     ksg_gaussianize: bool = Field(True, description="map every latent dim to normal scores by its held-out "
                                                     "empirical CDF, keeping its robust scale, before KSG "
                                                     "(estimators.gaussianize); False: the paper's")
@@ -130,7 +132,7 @@ class SettingsFields(BaseModel):
         no number) and the settings beyond the paper while they have the paper's values
         (contrastive weight 0 with its temperature, ``ksg_gaussianize`` False, ``self_weight`` 1),
         so a study computed with the paper's estimator before these settings existed keeps its
-        fingerprint when run with :data:`PAPER`."""
+        fingerprint when run with :data:`PAPER` (``ksg_noise`` is always in: it always existed)."""
         d = self.model_dump()
         d.pop("attribution", None)
         if not d.get("contrastive_weight"):
@@ -153,7 +155,7 @@ class SettingsFields(BaseModel):
 
 
 class LMISettings(SettingsFields):
-    """Estimator settings; defaults are the paper's (latentmi 0.1.3) but for :data:`PAPER`'s two.
+    """Estimator settings; defaults are the paper's (latentmi 0.1.3) but for :data:`PAPER`'s three.
     Frozen; a bad or unknown setting raises :class:`~lmi_distributed.errors.ConfigError` naming it."""
 
     @classmethod

@@ -167,10 +167,11 @@ def test_huge_and_tiny_scales_give_the_unscaled_estimate(scale):
 def test_bool_and_int_inputs_are_estimated():
     bits = _rng.random((N, 8)) < 0.5                     # 8 binary columns: H(X) <= 8 bits
     y = bits[:, :2] + 0.3 * _rng.normal(size=(N, 2))
-    # 8 binary columns give tied X latents: an ok estimate, flagged with the tie caution
+    # 8 binary columns give tied X latents: without the default jitter (ksg_noise=0, the paper's)
+    # an ok estimate, flagged with the tie caution
     with pytest.warns(LMIWarning, match="held-out X latent rows equal another row") as rec:
-        rb = lmi.estimate(bits, y, **FAST)
-        ri = lmi.estimate(bits.astype(np.int64) * 7, y, **FAST)
+        rb = lmi.estimate(bits, y, ksg_noise=0.0, **FAST)
+        ri = lmi.estimate(bits.astype(np.int64) * 7, y, ksg_noise=0.0, **FAST)
     assert all("caution" in str(w.message) for w in rec)  # no other warning
     assert rb.status == "ok" and -1.0 < rb.mi < 8.0      # bounded by H(X); KSG bias may dip below 0
     assert rb.detail.startswith("caution:")
