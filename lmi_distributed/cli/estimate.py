@@ -74,7 +74,7 @@ def read_matrix(spec: str, spool_dir: str | None = None) -> "np.ndarray":
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
     """``NAME=VALUE`` items (values read as YAML) validated by ``LMISettings``; ConfigError on an
-    unknown name or a bad value. Returns the given settings only (the rest stay paper defaults)."""
+    unknown name or a bad value. Returns the given settings only (the rest keep their defaults)."""
     import yaml
 
     from lmi_distributed.errors import ConfigError
