@@ -146,11 +146,13 @@ def _ksg_on_device(zx_te: torch.Tensor, zy_te: torch.Tensor, s: LMISettings) -> 
     """KSG pMI (bits) of all P pairs' held-out latents in one CuPy launch, or None.
 
     Used when training ran on a CUDA device, CuPy sees it, the backend is ``auto``/``cupy`` and
-    no tie-breaking noise is asked for. The latents (P, n_test, latent) are handed from torch to
-    CuPy by DLPack (no copy) and the kernel runs in float64, the precision of the CPU backends,
-    so the neighbour counts equal theirs. Returns (P, n_test) float64 on the host.
+    no tie-breaking noise is asked for (``ksg_noise=0``: the jitter needs float64 latents, which
+    the CPU path gets). The latents (P, n_test, latent) are handed from torch to CuPy by DLPack
+    (no copy) and the kernel runs in float64, the precision of the CPU backends, so the neighbour
+    counts equal theirs. Returns (P, n_test) float64 on the host. ``ksg_backend='cupy'`` without a
+    usable CuPy raises ``ConfigError`` whatever the noise.
     """
-    if zx_te.device.type != "cuda" or s.ksg_noise > 0 or s.ksg_backend not in ("auto", "cupy"):
+    if zx_te.device.type != "cuda" or s.ksg_backend not in ("auto", "cupy"):
         return None
     from . import device as gpu
 
@@ -158,6 +160,8 @@ def _ksg_on_device(zx_te: torch.Tensor, zy_te: torch.Tensor, s: LMISettings) -> 
         if s.ksg_backend == "cupy":
             raise ConfigError("ksg_backend='cupy' needs cupy and a usable CUDA device "
                               f"({gpu.why_not('cupy') or 'cupy not usable'})")
+        return None
+    if s.ksg_noise > 0:
         return None
     import cupy
 

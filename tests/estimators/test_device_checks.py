@@ -137,7 +137,12 @@ def test_dlpack_ksg_hand_off_follows_the_cupy_check(monkeypatch):
     _cupy(monkeypatch, False)
     assert api._ksg_on_device(on_gpu, on_gpu, resolve_settings({"ksg_backend": "auto"})) is None
     with pytest.raises(ConfigError, match="ksg_backend='cupy' needs cupy"):
-        api._ksg_on_device(on_gpu, on_gpu, resolve_settings({"ksg_backend": "cupy"}))
+        api._ksg_on_device(on_gpu, on_gpu, resolve_settings({"ksg_backend": "cupy"}))   # default jitter too
+    with pytest.raises(ConfigError, match="ksg_backend='cupy' needs cupy"):
+        api._ksg_on_device(on_gpu, on_gpu, resolve_settings({"ksg_backend": "cupy", "ksg_noise": 0.0}))
+    _cupy(monkeypatch, True)
+    # usable CuPy, but the default 1e-10 jitter needs float64 latents: no device KSG (the CPU path)
+    assert api._ksg_on_device(on_gpu, on_gpu, resolve_settings({"ksg_backend": "cupy"})) is None
 
 
 def test_engine_null_backend_follows_the_cupy_check(monkeypatch):
