@@ -10,7 +10,8 @@ rewards latents whose pairs (zx_i, zy_i) are distinguishable from mismatched pai
 The estimate keeps its meaning: the latents are still E_X(x) and E_Y(y), functions of X alone
 and of Y alone, fitted on the training rows; KSG runs on the held-out rows, so by the data
 processing inequality the quantity estimated is I(E_X X; E_Y Y) <= I(X; Y). The term only
-changes which functions are fitted. It is off (weight 0) by default: the paper's behaviour.
+changes which functions are fitted. It is on by default (weight 1, chosen by the accuracy suite,
+docs/estimator.md); weight 0 (``lmi.PAPER``) is the paper's loss, bit for bit.
 
 Critic: separable, cosine similarity over a temperature, ``s_ij = <zx_i, zy_j> / (|zx_i| |zy_j| tau)``;
 loss = symmetric cross-entropy of the B x B similarity matrix against the diagonal (in nats,
