@@ -69,7 +69,7 @@ def _pmi_rel(key: str) -> str:
 
 def _paper_hint(config: Any, old_fingerprint: Any) -> str:
     """A sentence for the fingerprint-mismatch error when the stored study is this very config
-    with the paper's estimator (the default before the accuracy suite changed two defaults),
+    with the paper's estimator (the default before the accuracy suite changed three defaults),
     else ""."""
     from lmi_distributed.estimators.settings import PAPER
 

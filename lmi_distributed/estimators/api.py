@@ -318,7 +318,8 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         zx[tr[p]], zy[tr[p]] = zx_tr[p], zy_tr[p]
         zx[te[p]], zy[te[p]] = zx_te[p], zy_te[p]
         fitted.append((zx, zy, status, detail, jittered, refs))
-    if s.ksg_gaussianize and zx_te_d.device.type != "cpu":    # the device KSG sees the mapped latents
+    # the device KSG (ksg_noise=0 only, see _ksg_on_device) must see the mapped latents
+    if s.ksg_gaussianize and s.ksg_noise == 0 and zx_te_d.device.type != "cpu":
         zx_te_d = torch.from_numpy(zx_te).to(zx_te_d.device)
         zy_te_d = torch.from_numpy(zy_te).to(zy_te_d.device)
 

@@ -66,10 +66,6 @@ class ContrastiveTerm:
             raise ValueError(f"need weight >= 0, temperature > 0, chunk >= 2; got {weight}, {temperature}, {chunk}")
         self.weight, self.temperature, self.chunk = float(weight), float(temperature), int(chunk)
 
-    def __call__(self, model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Training term of a minibatch: ``x`` (P, B, dx), ``y`` (P, B, dy) -> (P,)."""
-        return self.from_latents(*model.encode(x, y))
-
     def from_latents(self, zx: torch.Tensor, zy: torch.Tensor) -> torch.Tensor:
         """Training term of a minibatch's latents ``zx``, ``zy`` (P, B, latent) -> (P,) (what the
         trainer calls, with the latents of its loss's forward pass)."""

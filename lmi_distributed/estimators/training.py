@@ -121,10 +121,10 @@ def held_out_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, self_
     for s in range(0, n, chunk):
         sse += model.squared_errors(x[:, s:s + chunk], y[:, s:s + chunk]).to(torch.float64)
     dx, dy = x.shape[2], y.shape[2]
-    denom = torch.tensor([dx, dy, dx, dy], dtype=torch.float64, device=x.device) * n
+    terms = sse / (torch.tensor([dx, dy, dx, dy], dtype=torch.float64, device=x.device) * n)
     if self_weight != 1.0:
-        denom[2:] /= self_weight
-    return (sse / denom).sum(dim=1)
+        terms[:, 2:] *= self_weight
+    return terms.sum(dim=1)
 
 
 def _val_loss(model: StackedCrossAE, x: torch.Tensor, y: torch.Tensor, aux_loss: Callable | None,
@@ -264,11 +264,10 @@ def train_pairs(
             xb, yb = xtr[rows, idx], ytr[rows, idx]
             masks = dropout_masks(spec, drop_gens, idx.shape[1], device, dtype)
             with matmul_precision(precision, device):
-                if aux_loss is None:
-                    loss = model.losses(xb, yb, masks, self_weight).float()
-                else:       # the auxiliary term reuses this pass's latents (no second encoder pass)
-                    loss, zx, zy = model.losses_and_latents(xb, yb, masks, self_weight)
-                    loss = loss.float() + aux_loss.from_latents(zx, zy).float()
+                loss, zx, zy = model.losses_and_latents(xb, yb, masks, self_weight)
+                loss = loss.float()
+                if aux_loss is not None:    # on this pass's latents: no second encoder pass
+                    loss = loss + aux_loss.from_latents(zx, zy).float()
             grads = torch.autograd.grad(loss.sum(), params)
             opt.step(params, grads)
             train_sum += loss.detach().to(torch.float64)
