@@ -17,7 +17,11 @@ Methods: ``paper`` (our estimator at the paper's settings, today's default), ``p
 same keeping the last epoch's weights, latentmi's effective behaviour), ``contrastive``
 (the same plus the InfoNCE term on the latents, ``contrastive_weight``/``contrastive_temperature``;
 estimators/contrastive.py), ``latentmi`` (the reference library in ``.venv-latentmi``, a
-subprocess, same N, epochs and patience). All seeds of a case train as one batch
+subprocess, same N, epochs and patience). ``bmi_mine``, ``bmi_infonce``, ``bmi_nwj``, ``bmi_dv``,
+``bmi_ksg``, ``bmi_cca``: BMI's own estimators (``benchmark-mi`` in ``.venv-bmi``, a subprocess) at
+BMI's own defaults, the settings of its published benchmark (neural: 10 000 steps of batch 256, lr
+0.1, hidden (16, 8), half the rows held out; KSG: k 5 and 10; none of our budget flags applies).
+``--versus`` then prints the best of them per case next to ours. All seeds of a case train as one batch
 (``estimate_many``). ``paper_noise``: the paper's settings with
 latentmi's KSG tie-breaking jitter (``ksg_noise=1e-10``, seeded). ``paper_avg2`` / ``contrastive_avg2``: the mean of two trainings per sample
 (pair seeds s and s + 100000: another split, init and order; twice the cost). Per case and method: the median |estimate - truth| over seeds and the seconds.
@@ -43,6 +47,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LATENTMI_PY = Path(os.environ.get("LATENTMI_PY", ROOT / ".venv-latentmi" / "bin" / "python"))
+BMI_PY = Path(os.environ.get("BMI_PY", ROOT / ".venv-bmi" / "bin" / "python"))
 
 from lmi_distributed import synthetic  # noqa: E402
 from lmi_distributed.estimators.settings import PAPER  # noqa: E402
@@ -50,7 +55,9 @@ from lmi_distributed.estimators.settings import PAPER  # noqa: E402
 #: paper: today's default; paper_last: the same keeping the last epoch's weights (latentmi's effective
 #: behaviour); contrastive: plus the InfoNCE term; latentmi: the reference library
 METHODS = ("default", "paper", "paper_last", "paper_noise", "paper_gz", "contrastive", "contrastive_gz", "paper_avg2",
-           "contrastive_avg2", "latentmi")
+           "contrastive_avg2", "latentmi", "bmi_mine", "bmi_infonce", "bmi_nwj", "bmi_dv", "bmi_ksg", "bmi_cca")
+#: methods that run in another venv, not ours (no settings, no --ksg-k, no FPR)
+EXTERNAL = ("latentmi", "bmi_mine", "bmi_infonce", "bmi_nwj", "bmi_dv", "bmi_ksg", "bmi_cca")
 
 #: pair-seed offset of the second training of an ``*_avg2`` method (another split, init, order)
 AVG_SEED_OFFSET = 100_000
@@ -131,8 +138,41 @@ def bmi_cases(folder: Path, seeds: list[int]) -> list[tuple[str, dict]]:
     return out
 
 
-def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = ()
-             ) -> tuple[list[float], list[str], float, dict[int, list[float]]]:
+def cca_mi(g, variant: str, k: int = 3) -> float:
+    """KSG (k, seeded 1e-10 jitter) on the held-out latents of result ``g`` after linear CCA fitted
+    on its *training* latents: both sides whitened and rotated to canonical variates (an invertible
+    linear map per side, fixed before the held-out rows are seen: MI unchanged, the estimate still a
+    lower bound, the permutation null exact). ``variant``: 'full' keeps all, an integer string the
+    top m pairs, 'auto' the pairs whose training canonical correlation exceeds 3 / sqrt(n_train)."""
+    from lmi_distributed.estimators.ksg import add_noise, ksg_mi
+    zxt, zyt = g.zx[g.train_idx].astype(np.float64), g.zy[g.train_idx].astype(np.float64)
+    mx, my = zxt.mean(0), zyt.mean(0)
+    zxt, zyt = zxt - mx, zyt - my
+    n = len(zxt)
+
+    def inv_sqrt(c):
+        w, v = np.linalg.eigh(c)
+        w = np.maximum(w, 1e-9 * max(w.max(), 1e-300))
+        return v @ np.diag(w ** -0.5) @ v.T
+    wx, wy = inv_sqrt(zxt.T @ zxt / n), inv_sqrt(zyt.T @ zyt / n)
+    u, rho, vt = np.linalg.svd(wx @ (zxt.T @ zyt / n) @ wy)
+    if variant == "rho":         # all pairs, each scaled by its canonical correlation (weak pairs stay small)
+        a, b = wx @ u * rho, wy @ vt.T * rho
+        ux = (g.zx[g.test_idx].astype(np.float64) - mx) @ a
+        vy = (g.zy[g.test_idx].astype(np.float64) - my) @ b
+        ux, vy = add_noise([ux, vy], 1e-10, 12345)
+        return ksg_mi(ux, vy, k=k)
+    m = len(rho) if variant == "full" else max(1, int(np.sum(rho > 3 / np.sqrt(n)))) if variant == "auto" \
+        else int(variant)
+    a, b = (wx @ u)[:, :m], (wy @ vt.T)[:, :m]
+    ux = (g.zx[g.test_idx].astype(np.float64) - mx) @ a
+    vy = (g.zy[g.test_idx].astype(np.float64) - my) @ b
+    ux, vy = add_noise([ux, vy], 1e-10, 12345)
+    return ksg_mi(ux, vy, k=k)
+
+
+def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = (),
+             cca: tuple[str, ...] = ()) -> tuple[list[float], list[str], float, dict[int, list[float]]]:
     """Our estimate of every sample (one batch). ``repeats`` > 1 (the ``*_avg2`` methods): each sample
     is trained ``repeats`` times with pair seeds s, s + AVG_SEED_OFFSET, ... (another split, init and
     minibatch order) and the estimates averaged; not ok if any training is not ok.
@@ -162,6 +202,12 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
             return float("nan")
 
     by_k = {}
+    for v in cca:                # KSG on canonical variates of the latents (CCA fitted on training rows)
+        vals = []
+        for i in range(n):
+            group = [res[r * n + i] for r in range(repeats)]
+            vals.append(float("nan") if sts[i] != "ok" else float(np.mean([cca_mi(g, v) for g in group])))
+        by_k[f"cca{v}"] = vals
     for kk in ks:
         vals = []
         for i in range(n):
@@ -216,6 +262,56 @@ def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidde
         raise RuntimeError(f"latentmi failed:\n{out.stderr[-3000:]}")
     mis = json.loads(out.stdout.strip().splitlines()[-1])
     return mis, ["ok" if np.isfinite(m) else "nan" for m in mis], dt
+
+
+BMI_SCRIPT = r"""
+import sys, json, math, time, numpy as np
+import bmi.estimators as e
+make = {"bmi_mine": lambda s: e.MINEEstimator(verbose=False, seed=s),
+        "bmi_infonce": lambda s: e.InfoNCEEstimator(verbose=False, seed=s),
+        "bmi_nwj": lambda s: e.NWJEstimator(verbose=False, seed=s),
+        "bmi_dv": lambda s: e.DonskerVaradhanEstimator(verbose=False, seed=s),
+        "bmi_ksg": lambda s: e.KSGEnsembleFirstEstimator(),
+        "bmi_cca": lambda s: e.CCAMutualInformationEstimator()}
+methods = sys.argv[1].split(",")
+out = {m: {"bits": [], "seconds": 0.0} for m in methods}
+for path in sys.argv[2:]:
+    z = np.load(path)
+    for m in methods:
+        t0 = time.perf_counter()
+        try:
+            v = float(make[m](int(z["seed"])).estimate(z["X"], z["Y"])) / math.log(2)   # nats -> bits
+        except Exception as exc:                       # one failed estimate is a NaN row, not a lost case
+            print(f"{m} on {path}: {exc!r}", file=sys.stderr)
+            v = float("nan")
+        out[m]["seconds"] += time.perf_counter() - t0
+        out[m]["bits"].append(v)
+print(json.dumps(out))
+"""
+
+
+def run_bmi_estimators(data: list, seeds: list[int], methods: list[str]) -> dict[str, tuple[list[float], list[str], float]]:
+    """BMI's own estimators at BMI's defaults on each seed's (X, Y), in ``.venv-bmi`` (one CPU
+    thread): per method (estimates in bits, statuses, summed seconds)."""
+    if not BMI_PY.exists():
+        raise SystemExit(f"BMI venv not found at {BMI_PY}: run jobs/setup_bmi_venv.sh or drop the bmi_* methods")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i, ((X, Y, _), s) in enumerate(zip(data, seeds)):
+            p = Path(tmp) / f"{i}.npz"
+            np.savez(p, X=X, Y=Y, seed=s)
+            paths.append(str(p))
+        script = Path(tmp) / "run_bmi.py"
+        script.write_text(BMI_SCRIPT)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+        out = subprocess.run([str(BMI_PY), str(script), ",".join(methods), *paths],
+                             capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"BMI estimators failed:\n{out.stderr[-3000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return {m: (res[m]["bits"], ["ok" if np.isfinite(v) else "nan" for v in res[m]["bits"]], res[m]["seconds"])
+            for m in methods}
 
 
 #: null pairs of the FPR check, cycled: independent structured variables (truth 0)
@@ -292,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contrastive-temperature", type=float, default=3.0)
     ap.add_argument("--self-weight", type=float, default=1.0,
                     help="weight of the self-reconstruction MSEs (contrastive method; 1: the paper's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one LMISettings field in every method of ours (e.g. latent_dim=4; "
+                         "the value is read as a Python literal), for ablations; use with --label")
     ap.add_argument("--label", default="",
                     help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
@@ -301,11 +400,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ksg-k", default="",
                     help="comma list of KSG k: also report our methods with KSG at these k on the same "
                          "latents (method name + '_ksgk<k>'; no retraining)")
+    ap.add_argument("--cca", default="",
+                    help="comma list of full, auto, or integers m: also report our methods with KSG on the "
+                         "latents' canonical variates (CCA on the training latents; top m pairs) "
+                         "(method name + '_cca<v>'; no retraining)")
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
                          "over N_PAIRS independent pairs (>= 100 for the issue's check)")
     ap.add_argument("--fpr-start", type=int, default=0, help="first null pair index (--fpr; pool disjoint runs)")
     ap.add_argument("--permutations", type=int, default=199, help="latent permutations per pair (--fpr)")
+    ap.add_argument("--versus", default="default",
+                    help="--table: also compare this method, case by case, with the best of the other "
+                         "libraries' estimators in the files (latentmi, bmi_*)")
     ap.add_argument("--table", type=Path, nargs="+", default=None,
                     help="no run: merge these result JSONs (e.g. one per method, run in parallel) and "
                          "print the table; with --out, write the merged JSON there")
@@ -314,7 +420,10 @@ def main(argv: list[str] | None = None) -> None:
         merged = merge([json.loads(f.read_text()) for f in a.table])
         print_table(merged["cases"], merged["meta"]["methods"])
         if "latentmi" in merged["meta"]["methods"]:
-            print_versus(merged["cases"], [m for m in merged["meta"]["methods"] if m != "latentmi"])
+            print_versus(merged["cases"], [m for m in merged["meta"]["methods"] if m not in EXTERNAL])
+        others = [m for m in merged["meta"]["methods"] if m in EXTERNAL]
+        if a.versus in merged["meta"]["methods"] and others:
+            print_best_other(merged["cases"], a.versus, others)
         if a.out:
             a.out.write_text(json.dumps(merged, indent=1))
             print(f"wrote {a.out}")
@@ -328,6 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(n_seeds))
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     ks = tuple(int(v) for v in a.ksg_k.split(",") if v.strip())
+    cca = tuple(v.strip() for v in a.cca.split(",") if v.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"unknown methods {bad}; expected some of {', '.join(METHODS)}")
@@ -339,7 +449,16 @@ def main(argv: list[str] | None = None) -> None:
     if not cases:
         raise SystemExit("no case selected")
     budget = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
-    base = {**budget, **PAPER}          # the paper's estimator at this budget
+    import ast
+    overrides = {}
+    for kv in a.set:
+        key, _, val = kv.partition("=")
+        try:
+            overrides[key.strip()] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = val.strip()
+    budget.update(overrides)
+    base = {**budget, **PAPER, **overrides}   # the paper's estimator at this budget (overrides win)
     settings = {"default": budget, "paper": base, "paper_last": {**base, "restore_best": False},
                 "paper_noise": {**base, "ksg_noise": 1e-10},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
@@ -352,9 +471,9 @@ def main(argv: list[str] | None = None) -> None:
         if any(m.endswith("_avg2") for m in methods):
             raise SystemExit("--fpr: the *_avg2 methods have no latent null of their own")
         runs = [run_fpr(m + a.label, settings[m], a.fpr, n, a.permutations, start=a.fpr_start)
-                for m in methods if m != "latentmi"]
+                for m in methods if m not in EXTERNAL]
         meta = {"label": a.label, "n": n, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
-                "methods": [m + a.label for m in methods if m != "latentmi"], "settings": settings,
+                "methods": [m + a.label for m in methods if m not in EXTERNAL], "settings": settings,
                 "threads": a.threads, "quick": a.quick, "fpr_kinds": [case_name(*c) for c in FPR_KINDS]}
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps({"meta": meta, "fpr": runs}, indent=1))
@@ -365,7 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = {"label": a.label, "n": n, "seeds": seeds, "max_epochs": epochs, "patience": patience, "hidden": hidden, "lr": lr,
             "methods": methods, "ksg_k": list(ks),
             "method_keys": [m + a.label for m in methods]
-            + [f"{m}{a.label}_ksgk{kk}" for m in methods if m != "latentmi" for kk in ks],
+            + [f"{m}{a.label}_ksgk{kk}" for m in methods if m not in EXTERNAL for kk in ks]
+            + [f"{m}{a.label}_cca{v}" for m in methods if m not in EXTERNAL for v in cca],
             "settings": settings, "threads": a.threads, "quick": a.quick}
     print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
           f"lr {lr:g}, methods {methods}", flush=True)
@@ -376,17 +496,24 @@ def main(argv: list[str] | None = None) -> None:
         truth = data[0][2]
         entry = {"case": name, "family": family, "params": {k: v for k, v in p.items() if k != "files"},
                  "truth_bits": truth, "methods": {}}
+        bmi_runs = run_bmi_estimators(data, seeds, [m for m in methods if m.startswith("bmi_")]) \
+            if any(m.startswith("bmi_") for m in methods) else {}
         for m in methods:
             if m == "latentmi":
                 mis, sts, dt = run_latentmi(data, seeds, epochs, patience, hidden, lr)
+            elif m in bmi_runs:
+                mis, sts, dt = bmi_runs[m]
             else:
                 mis, sts, dt, by_k = run_ours(data, seeds, settings[m.removesuffix("_avg2")],
-                                              repeats=2 if m.endswith("_avg2") else 1, ks=ks)
+                                              repeats=2 if m.endswith("_avg2") else 1, ks=ks, cca=cca)
                 for kk, vals in by_k.items():
                     krows = [{"seed": s, "estimate": v, "status": st if np.isfinite(v) else "ties"}
                              for s, v, st in zip(seeds, vals, sts)]
-                    entry["methods"][f"{m}{a.label}_ksgk{kk}"] = {"rows": krows, "seconds": dt,
+                    kname = f"{m}{a.label}_{kk}" if isinstance(kk, str) else f"{m}{a.label}_ksgk{kk}"
+                    entry["methods"][kname] = {"rows": krows, "seconds": dt,
                                                                    **summarise(krows, truth)}
+                    print(f"{name:<36} {kname:<20} est {' '.join(f'{v:6.3f}' for v in vals)}  "
+                          f"median|err| {entry['methods'][kname]['median_abs_error']:.3f}", flush=True)
             rows = [{"seed": s, "estimate": v, "status": st} for s, v, st in zip(seeds, mis, sts)]
             key = m + a.label
             entry["methods"][key] = {"rows": rows, "seconds": dt, **summarise(rows, truth)}
@@ -441,6 +568,33 @@ def print_versus(results: list[dict], methods: list[str], ref: str = "latentmi")
     print("\nlargest (median |err| - latentmi's): " + "; ".join(
         f"{m} {worst[m][0]:+.3f} ({worst[m][1]})" for m in methods if worst[m][1]))
     print("total seconds: " + ", ".join(f"{m} {secs[m]:.0f}" for m in cols))
+
+
+def print_best_other(results: list[dict], ours: str, others: list[str], margin: float = 0.02) -> None:
+    """Markdown table: per case ``ours``'s median |error| (median estimate) against the best of
+    ``others`` (the smallest median |error| among those run on that case, named), then how many
+    cases ``ours`` is best on, within ``margin`` bits (the issue's 0.02), and behind by more."""
+    print(f"\n| case | truth (bits) | {ours} | best other | by |")
+    print("|---|---|---|---|---|")
+    best = within = behind = 0
+    losses = []
+    for c in results:
+        r = c["methods"]
+        ran = [m for m in others if m in r and np.isfinite(r[m]["median_abs_error"])]
+        if ours not in r or not ran:
+            continue
+        o = min(ran, key=lambda m: r[m]["median_abs_error"])
+        gap = r[ours]["median_abs_error"] - r[o]["median_abs_error"]
+        best += gap <= 0
+        within += 0 < gap <= margin
+        if gap > margin:
+            behind += 1
+            losses.append(f"{c['case']} {gap:+.3f} ({o})")
+        print(f"| {c['case']} | {c['truth_bits']:.3f} | {r[ours]['median_abs_error']:.3f} "
+              f"({r[ours]['median_estimate']:.2f}) | {r[o]['median_abs_error']:.3f} ({r[o]['median_estimate']:.2f}) "
+              f"{o} | {gap:+.3f} |")
+    print(f"\n{ours}: best on {best}, within {margin} on {within}, behind by more on {behind} of "
+          f"{best + within + behind} cases" + (": " + "; ".join(losses) if losses else ""))
 
 
 def print_table(results: list[dict], methods: list[str]) -> None:
