@@ -30,6 +30,10 @@ latentmi's KSG tie-breaking jitter (``ksg_noise=1e-10``, seeded). ``paper_avg2``
     nice -n 10 python jobs/benchmark_accuracy.py --quick --bmi runs/bmi_tasks --only bmi
     nice -n 10 python jobs/benchmark_accuracy.py                         # the issue's sizes (hours on 2 cores)
 
+Ablations without a method of their own (name them with ``--label``): ``--set KEY=VALUE`` (any
+LMISettings field), ``--ksg-k`` and ``--cca`` (other KSG inputs on the same latents, no retraining),
+``--input-scores`` / ``--input-both`` (inputs mapped to normal scores first).
+
 JSON to jobs/results/benchmark_accuracy[_quick][_bmi].json (``--out`` to change it).
 """
 from __future__ import annotations
@@ -391,6 +395,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one LMISettings field in every method of ours (e.g. latent_dim=4; "
                          "the value is read as a Python literal), for ablations; use with --label")
+    ap.add_argument("--input-scores", action="store_true",
+                    help="ablation: map every input column to normal scores (its ECDF over all N rows, as "
+                         "the z-score uses all rows) before our methods; use with --label")
+    ap.add_argument("--input-both", action="store_true",
+                    help="ablation: every input column twice, as itself and as its normal scores (as "
+                         "--input-scores), before our methods; use with --label")
     ap.add_argument("--label", default="",
                     help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
@@ -412,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--versus", default="default",
                     help="--table: also compare this method, case by case, with the best of the other "
                          "libraries' estimators in the files (latentmi, bmi_*)")
+    ap.add_argument("--others", default="",
+                    help="--table --versus: compare with only these of the other libraries' methods "
+                         "(comma list, e.g. bmi_mine,bmi_infonce: the neural ones)")
     ap.add_argument("--table", type=Path, nargs="+", default=None,
                     help="no run: merge these result JSONs (e.g. one per method, run in parallel) and "
                          "print the table; with --out, write the merged JSON there")
@@ -422,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
         if "latentmi" in merged["meta"]["methods"]:
             print_versus(merged["cases"], [m for m in merged["meta"]["methods"] if m not in EXTERNAL])
         others = [m for m in merged["meta"]["methods"] if m in EXTERNAL]
+        if a.others:
+            others = [m for m in others if m in a.others.split(",")]
         if a.versus in merged["meta"]["methods"] and others:
             print_best_other(merged["cases"], a.versus, others)
         if a.out:
@@ -493,6 +508,10 @@ def main(argv: list[str] | None = None) -> None:
     for family, p in cases:
         name = case_name(family, p)
         data = [make(family, p, n, s) for s in seeds]
+        if a.input_both:
+            data = [(np.hstack([X, normal_scores(X)]), np.hstack([Y, normal_scores(Y)]), t) for X, Y, t in data]
+        if a.input_scores:
+            data = [(normal_scores(X), normal_scores(Y), t) for X, Y, t in data]
         truth = data[0][2]
         entry = {"case": name, "family": family, "params": {k: v for k, v in p.items() if k != "files"},
                  "truth_bits": truth, "methods": {}}
@@ -526,6 +545,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out_path}")
 
 
+def normal_scores(a: np.ndarray) -> np.ndarray:
+    """(N, d) -> (N, d) float64: every column's normal scores by its own ECDF over all N rows (average
+    ranks; unit scale: ``gaussianize`` keeps the robust scale, divided out here). The
+    ``--input-scores`` / ``--input-both`` ablations."""
+    from lmi_distributed.estimators.gaussianize import gaussianize, robust_scale
+    return gaussianize(a) / robust_scale(a)
+
+
 def merge(runs: list[dict]) -> dict:
     """One result dict from several runs of the same cases (methods side by side; a method that
     appears in two runs keeps the later run's numbers)."""
@@ -533,12 +560,14 @@ def merge(runs: list[dict]) -> dict:
     methods: list[str] = []
     for r in runs:
         keys = r["meta"].get("method_keys") or [m + r["meta"].get("label", "") for m in r["meta"]["methods"]]
+        keys = list(keys) + [m for c in r["cases"] for m in c["methods"] if m not in keys]   # older merged files
         for m in keys:
             if m not in methods:
                 methods.append(m)
         for c in r["cases"]:
             cases.setdefault(c["case"], {**c, "methods": {}})["methods"].update(c["methods"])
-    meta = {**runs[0]["meta"], "methods": methods, "merged_from": [r["meta"] for r in runs]}
+    meta = {**runs[0]["meta"], "methods": methods, "method_keys": methods,   # a merged file merges again
+            "merged_from": [r["meta"] for r in runs]}
     return {"meta": meta, "cases": list(cases.values())}
 
 
