@@ -159,6 +159,9 @@ class ResourcesConfig(_Strict):
     cpu_fallback: bool = True
     require_gpu: bool = False
     max_restarts: int = Field(3, ge=0, description="actor restarts after a crash")
+    worker_restart_s: float = Field(120.0, gt=0, description="seconds a worker that lost a batch may take to "
+                                    "answer again (a restart: a new process that imports torch) before it "
+                                    "counts as gone for good; raise it on heavily loaded nodes")
     max_task_retries: int = Field(2, ge=0, description="deprecated, ignored: Ray retries no batch itself; "
                                   "every try counts toward max_batch_attempts")
     max_batch_attempts: int = Field(3, ge=1, description="tries per batch in all (exceptions and lost workers); "

@@ -302,6 +302,7 @@ class _LMIWorker:
                 self.device = "cuda"
                 torch.cuda.set_device(0)  # the first of the GPUs Ray made visible to this actor
         self.name = f"w{index}@{socket.gethostname()}:{os.getpid()}"
+        _test_slow_restart()
 
     def info(self) -> dict:
         import torch
@@ -324,7 +325,8 @@ def _test_hook(batch_id: str, attempt: int) -> None:
     """Fault injection for tests only (environment variables, forwarded to the worker actors):
     ``LMI_TEST_HOOK_LOG=<file>`` appends ``<batch_id> <attempt> <pid>`` per execution;
     ``LMI_TEST_FAIL_BATCH=<id>[,<id>]`` raises inside the worker every time that batch runs;
-    ``LMI_TEST_CRASH_BATCH=<id>[,<id>]`` kills the worker process (as a segfault or the OOM killer)."""
+    ``LMI_TEST_CRASH_BATCH=<id>[,<id>]`` kills the worker process (as a segfault or the OOM killer);
+    ``LMI_TEST_SLOW_RESTART=<seconds>``: see :func:`_test_slow_restart`."""
     log_path = os.environ.get("LMI_TEST_HOOK_LOG")
     if log_path:
         with open(log_path, "a") as fh:
@@ -333,6 +335,17 @@ def _test_hook(batch_id: str, attempt: int) -> None:
         raise RuntimeError(f"LMI_TEST_FAIL_BATCH: injected failure in batch {batch_id}")
     if batch_id in os.environ.get("LMI_TEST_CRASH_BATCH", "").split(","):
         os._exit(77)
+
+
+def _test_slow_restart() -> None:
+    """Test hook: ``LMI_TEST_SLOW_RESTART=<seconds>`` makes a *restarted* worker (Ray reconstructed
+    the actor after a crash) take that long to start, as an import of torch does on a loaded node."""
+    slow = os.environ.get("LMI_TEST_SLOW_RESTART")
+    if slow:
+        import ray
+
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            time.sleep(float(slow))
 
 
 def _test_env() -> dict[str, str]:
@@ -604,7 +617,7 @@ def _schedule(cfg: StudyConfig, plan: Plan, pending: list[Batch], store_path: st
                 try:
                     receipt = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - every failure is judged below
-                    _on_failure(ledger, actors, state, out_dir, b, w, att, exc, log)
+                    _on_failure(ledger, actors, state, out_dir, b, w, att, exc, log, r.worker_restart_s)
                     continue
                 _on_success(cfg, state, out_dir, b, receipt, gauge)
                 state.in_flight = ledger.in_flight_by_worker()
@@ -685,16 +698,19 @@ def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, recei
 
 
 def _on_failure(ledger: BatchLedger, actors: list, state: RunState, out_dir: str, b: Batch, w: int, att: int,
-                exc: BaseException, log) -> None:
-    """A try of batch ``b`` on worker ``w`` failed: retry it elsewhere, or record it as failed."""
+                exc: BaseException, log, restart_s: float = 120.0) -> None:
+    """A try of batch ``b`` on worker ``w`` failed: retry it elsewhere, or record it as failed.
+    ``restart_s``: how long a worker that lost the batch may take to answer again
+    (``resources.worker_restart_s``) before it counts as gone for good."""
     from ray.exceptions import RayActorError
 
     from lmi_distributed.engine.failures import write_failed
 
     retryable, detail = failure_detail(exc)
-    if isinstance(exc, RayActorError) and w not in ledger.dead and not _actor_alive(actors[w]):
+    if isinstance(exc, RayActorError) and w not in ledger.dead and not _actor_alive(actors[w], restart_s):
         ledger.worker_lost(w)
-        log(f"worker {w} is gone for good; {len(ledger.count)} left")
+        log(f"worker {w} is gone for good (no answer within {restart_s:g} s; resources.worker_restart_s); "
+            f"{len(ledger.count)} left")
     if ledger.failure(b, att, detail, retryable):
         state.retried_batches += 1
         log(f"batch {b.batch_id} failed on worker {w} ({detail}); retrying "
@@ -714,18 +730,17 @@ def _record_failures(ledger: BatchLedger, run_info: dict) -> None:
                                    "attempts": f.attempts, "detail": f.detail} for f in ledger.failed[:50]]
 
 
-#: Seconds to wait for a worker that lost a batch to answer (a restart included) before it counts as gone.
-ACTOR_PING_S = 30.0
-
-
-def _actor_alive(actor) -> bool:
+def _actor_alive(actor, wait_s: float) -> bool:
     """Whether a worker that lost a batch still serves (after a restart, if Ray restarts it):
-    pings it until ``ACTOR_PING_S``; a restarting actor answers "unavailable" meanwhile, one that
-    is dead for good (no restarts left, killed, its node lost) answers "died" or never."""
+    pings it for up to ``wait_s`` seconds; a restarting actor answers "unavailable" meanwhile (a
+    restart starts a new process that imports torch: 30 s was too short on a loaded 2-core node,
+    where both workers of a test run were declared gone while restarting), one that is dead for
+    good (no restarts left, killed) answers "died" at once, one whose node is lost answers "died"
+    once Ray notices, or never."""
     import ray
     from ray.exceptions import ActorDiedError, GetTimeoutError
 
-    deadline = time.monotonic() + ACTOR_PING_S
+    deadline = time.monotonic() + wait_s
     while True:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -297,6 +297,30 @@ def test_failing_and_crashing_batches_tried_three_times_then_recorded(ray_local,
     assert not (Path(cfg.output.path) / LOCK_NAME).exists()
 
 
+def test_a_slow_restart_is_waited_for_not_taken_for_a_lost_worker(ray_local, small, monkeypatch):
+    """A crashed worker that takes longer to restart than ``resources.worker_restart_s`` counts as
+    gone: with both workers crashed that way the run stops (what a 30 s wait did on a loaded CI
+    machine). Waited for, the same restarts keep both workers and the run goes on."""
+    from lmi_distributed.engine.runner import run_study
+
+    crash = plan_study(_cfg(small, "slow"), lambda x, y: (200, 4, 4)).batches[3]
+    monkeypatch.setenv("LMI_TEST_CRASH_BATCH", crash.batch_id)
+    monkeypatch.setenv("LMI_TEST_SLOW_RESTART", "4")   # every restart takes 4 s more: longer than the 1 s wait
+    lines: list[str] = []
+    with pytest.raises(LMIError, match="every worker actor died"):
+        run_study(_cfg(small, "slow", "resources.worker_restart_s=1"), progress_every=30, log=lines.append)
+    assert sum("gone for good (no answer within 1 s" in m for m in lines) == 2, lines
+
+    lines.clear()
+    s = run_study(_cfg(small, "slow"), progress_every=30, log=lines.append)   # the default wait, 120 s
+    assert not any("gone for good" in m for m in lines), lines
+    run = s["run"]
+    assert not run["complete"] and run["tasks_failed"] == 1
+    assert [f["attempts"] for f in run["failed_batches"]] == [3]
+    failed = read_failed(_cfg(small, "slow").output.path)
+    assert set(failed["key"]) == {crash.tasks[0].key}
+
+
 def test_config_error_from_pre_flight_not_from_a_worker(ray_local, small):
     """k too large for N=200 used to fail on a worker after Ray started; now before."""
     from lmi_distributed.engine.runner import run_study
