@@ -146,8 +146,9 @@ def cca_mi(g, variant: str, k: int = 3) -> float:
     """KSG (k, seeded 1e-10 jitter) on the held-out latents of result ``g`` after linear CCA fitted
     on its *training* latents: both sides whitened and rotated to canonical variates (an invertible
     linear map per side, fixed before the held-out rows are seen: MI unchanged, the estimate still a
-    lower bound, the permutation null exact). ``variant``: 'full' keeps all, an integer string the
-    top m pairs, 'auto' the pairs whose training canonical correlation exceeds 3 / sqrt(n_train)."""
+    lower bound, the permutation null exact). ``variant``: 'full' keeps all, 'rho' all with each pair
+    scaled by its canonical correlation, an integer string the top m pairs, 'auto' the pairs whose
+    training canonical correlation exceeds 3 / sqrt(n_train)."""
     from lmi_distributed.estimators.ksg import add_noise, ksg_mi
     zxt, zyt = g.zx[g.train_idx].astype(np.float64), g.zy[g.train_idx].astype(np.float64)
     mx, my = zxt.mean(0), zyt.mean(0)
@@ -411,8 +412,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="comma list of KSG k: also report our methods with KSG at these k on the same "
                          "latents (method name + '_ksgk<k>'; no retraining)")
     ap.add_argument("--cca", default="",
-                    help="comma list of full, auto, or integers m: also report our methods with KSG on the "
-                         "latents' canonical variates (CCA on the training latents; top m pairs) "
+                    help="comma list of full, rho, auto, or integers m: also report our methods with KSG on "
+                         "the latents' canonical variates (CCA on the training latents; all pairs, all "
+                         "scaled by their correlation, the significant ones, or the top m) "
                          "(method name + '_cca<v>'; no retraining)")
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
