@@ -161,15 +161,13 @@ def cca_mi(g, variant: str, k: int = 3) -> float:
         return v @ np.diag(w ** -0.5) @ v.T
     wx, wy = inv_sqrt(zxt.T @ zxt / n), inv_sqrt(zyt.T @ zyt / n)
     u, rho, vt = np.linalg.svd(wx @ (zxt.T @ zyt / n) @ wy)
+    a, b = wx @ u, wy @ vt.T
     if variant == "rho":         # all pairs, each scaled by its canonical correlation (weak pairs stay small)
-        a, b = wx @ u * rho, wy @ vt.T * rho
-        ux = (g.zx[g.test_idx].astype(np.float64) - mx) @ a
-        vy = (g.zy[g.test_idx].astype(np.float64) - my) @ b
-        ux, vy = add_noise([ux, vy], 1e-10, 12345)
-        return ksg_mi(ux, vy, k=k)
-    m = len(rho) if variant == "full" else max(1, int(np.sum(rho > 3 / np.sqrt(n)))) if variant == "auto" \
-        else int(variant)
-    a, b = (wx @ u)[:, :m], (wy @ vt.T)[:, :m]
+        a, b = a * rho, b * rho
+    else:
+        m = len(rho) if variant == "full" else max(1, int(np.sum(rho > 3 / np.sqrt(n)))) if variant == "auto" \
+            else int(variant)
+        a, b = a[:, :m], b[:, :m]
     ux = (g.zx[g.test_idx].astype(np.float64) - mx) @ a
     vy = (g.zy[g.test_idx].astype(np.float64) - my) @ b
     ux, vy = add_noise([ux, vy], 1e-10, 12345)

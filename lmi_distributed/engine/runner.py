@@ -698,7 +698,7 @@ def _on_success(cfg: StudyConfig, state: RunState, out_dir: str, b: Batch, recei
 
 
 def _on_failure(ledger: BatchLedger, actors: list, state: RunState, out_dir: str, b: Batch, w: int, att: int,
-                exc: BaseException, log, restart_s: float = 120.0) -> None:
+                exc: BaseException, log, restart_s: float) -> None:
     """A try of batch ``b`` on worker ``w`` failed: retry it elsewhere, or record it as failed.
     ``restart_s``: how long a worker that lost the batch may take to answer again
     (``resources.worker_restart_s``) before it counts as gone for good."""
