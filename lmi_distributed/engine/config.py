@@ -11,7 +11,7 @@ A study (``configs/*.yaml``)::
     replicates: 2                             # repeated pairings / trainings per pair
     nulls: {retrain_shuffles: 0, latent_permutations: 100}
     estimator: {}                             # LMISettings overrides; empty = the defaults
-                                              # (the paper's: {contrastive_weight: 0, ksg_gaussianize: false, ksg_noise: 0})
+                                              # (the paper's: {contrastive_weight: 0, ksg_gaussianize: false, ksg_noise: 0, view: latents})
     resources: {workers: auto, gpus_per_worker: 1, pairs_per_batch: 16, cpu_fallback: true}
     output: {path: runs/demo}
     significance: {alpha: 0.05, p_null: auto}

@@ -67,21 +67,30 @@ def _pmi_rel(key: str) -> str:
     return f"{pair}/{rep}_{kind}.zarr"
 
 
+def _yaml_value(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else (f"{v:g}" if isinstance(v, float) else str(v))
+
+
 def _paper_hint(config: Any, old_fingerprint: Any) -> str:
     """A sentence for the fingerprint-mismatch error when the stored study is this very config
-    with the paper's estimator (the default before the accuracy suite changed three defaults),
-    else ""."""
+    with an earlier default estimator -- the paper's (before issue 11 changed three defaults) or
+    the session-5 default (before ``view`` changed) -- naming the settings that resume it; else ""."""
     from lmi_distributed.estimators.settings import PAPER
 
     est = getattr(config, "estimator", None)
-    if est is None or not hasattr(config, "fingerprint") or all(getattr(est, k, None) == v for k, v in PAPER.items()):
+    if est is None or not hasattr(config, "fingerprint"):
         return ""
-    paper = config.model_copy(update={"estimator": est.model_copy(update=PAPER)})
-    if paper.fingerprint() != old_fingerprint:
-        return ""
-    return ("; it was computed with the paper's estimator (the default before contrastive_weight, "
-            "ksg_gaussianize and ksg_noise changed): add 'contrastive_weight: 0', 'ksg_gaussianize: false' "
-            "and 'ksg_noise: 0' to the config's estimator block to resume it")
+    for changes in ({"view": "latents"}, PAPER):
+        if all(getattr(est, k, None) == v for k, v in changes.items()):
+            continue
+        old = config.model_copy(update={"estimator": est.model_copy(update=changes)})
+        if old.fingerprint() != old_fingerprint:
+            continue
+        names = [f"'{k}: {_yaml_value(v)}'" for k, v in changes.items()]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return (f"; it was computed with an earlier default estimator (before {', '.join(changes)} "
+                f"changed): add {listed} to the config's estimator block to resume it")
+    return ""
 
 
 def study_fingerprint(config_fingerprint: str, identity: Mapping[str, Any] | None) -> str:

@@ -71,6 +71,21 @@ class LMIResult:
     #: "failed" pair and when attribution was not asked for)
     r2_x: np.ndarray | None = field(default=None, repr=False, compare=False)
     r2_y: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: ``view="select"`` (:mod:`.canonical`): which held-out estimate ``mi`` / ``pmi`` are, "latents"
+    #: or "canonical" (the larger of the two); ``mi_latents`` / ``mi_canonical`` both estimates in
+    #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, more
+    #: input columns than a quarter of the training rows, or a pair that is not ok);
+    #: ``canonical_width`` its width (0: none); ``cx`` / ``cy`` (N, width) float64 its canonical
+    #: variates of all rows (NaN on rows in neither half), or None
+    view: str = "latents"
+    mi_latents: float = float("nan")
+    mi_canonical: float = float("nan")
+    canonical_width: int = 0
+    cx: np.ndarray | None = field(default=None, repr=False, compare=False)
+    cy: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: the fitted :class:`.canonical.CanonicalMap` of ``cx`` / ``cy`` (``LMI.score_samples`` maps
+    #: new rows with it), or None
+    canonical_map: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         """One line, no arrays: ``LMIResult(mi=0.95 bits, status='ok', N=2000, n_test=1000, epochs=87, seed=0)``."""
@@ -236,6 +251,46 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
                      detail=detail, **base)
 
 
+def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
+    """The canonical view of one ok pair (:mod:`.canonical`): its width chosen on the training rows,
+    its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates. Returns
+    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_width``, ``cx``, ``cy`` (N, width),
+    ``canonical_map``;
+    no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_widths` offers none."""
+    from . import canonical, ksg
+
+    tr, te = prep.train_idx, prep.test_idx
+    widths = canonical.view_widths(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim)
+    if not widths:
+        return {}
+    x_tr, y_tr = prep.xz[tr].astype(np.float64), prep.yz[tr].astype(np.float64)
+
+    backend = s.ksg_backend if s.ksg_backend != "cupy" else "auto"
+
+    def mi(u: np.ndarray, v: np.ndarray) -> float:
+        try:
+            return ksg.ksg_mi(u, v, k=s.k, noise=s.ksg_noise, seed=derive_seed(prep.seed, "view-select"),
+                              backend=backend)
+        except InputError:          # tied variates (tied inputs, no jitter): this width cannot compete
+            return float("-inf")
+    width, scores = canonical.select_view(x_tr, y_tr, widths=widths, k=s.k,
+                                          seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
+    if width == 0 or not np.isfinite(scores[width]):
+        return {}
+    fit = canonical.fit_canonical(x_tr, y_tr)
+    n = prep.xz.shape[0]
+    cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
+    for rows in (tr, te):
+        cx[rows], cy[rows] = fit.transform(prep.xz[rows], prep.yz[rows], width)
+    u, v = canonical.ksg_input(cx[te], cy[te], s.ksg_noise, prep.seed)
+    try:
+        pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)
+    except InputError:              # tied held-out variates: the latents' estimate stands alone
+        return {}
+    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_width=width, cx=cx, cy=cy,
+                canonical_map=fit)
+
+
 def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,
                     keep_encoders: bool = False) -> list[LMIResult]:
     """Train the ok pairs of ``preps`` (one shape) as ONE batch, encode, check, run KSG.
@@ -345,10 +400,18 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
             pmi_te = pmi_gpu[ok_slots.index(p)]
         else:           # noise already added: ksg_pmi(noise=0) on the jittered latents
             pmi_te = ksg.ksg_pmi(jittered[0], jittered[1], k=s.k, backend=s.ksg_backend)
+        mi_lat = float(np.mean(pmi_te))
+        view = dict(view="latents", mi_latents=mi_lat)
+        if s.view == "select":
+            view.update(_canonical_view(batch[p], s))
+            if view.get("mi_canonical", float("nan")) > mi_lat:   # the larger held-out estimate (.canonical)
+                view["view"], pmi_te = "canonical", view.pop("pmi_canonical")
+            view.pop("pmi_canonical", None)
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
         out[live[p]] = LMIResult(mi=float(np.mean(pmi_te)), pmi=pmi, train_idx=tr[p].copy(),
-                                 test_idx=te[p].copy(), seed=seed, settings=s, detail=detail, **common)
+                                 test_idx=te[p].copy(), seed=seed, settings=s, detail=detail, **common,
+                                 **view)
     return out  # type: ignore[return-value]
 
 

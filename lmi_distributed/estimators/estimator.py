@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from lmi_distributed.errors import ConfigError, InputError, LMIError, LMIWarning
 
 from .api import LMIResult, ProgressFn, _check_variable, _estimate_many
+from .canonical import CanonicalMap
 from .seeding import derive_seed
 from .settings import SETTING_NAMES, LMISettings
 
@@ -41,6 +42,9 @@ __all__ = ["LMI", "Standardizer", "PairEncoders", "FORMAT"]
 
 #: the ``format`` tag of files written by :meth:`LMI.save`
 FORMAT = "lmi_distributed.LMI/1"
+
+#: the :class:`.canonical.CanonicalMap` arrays :meth:`LMI.save` writes (``cmap.<name>`` tensors)
+CANONICAL_FIELDS = ("ref_x", "ref_y", "mean_x", "mean_y", "a", "b", "rho")
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,9 @@ class LMI(BaseEstimator):
     - ``r2_x_`` (d_x,), ``r2_y_`` (d_y,): with ``attribution=True``, the held-out R^2 per dimension of
       the cross-decoders (latent of Y -> x, latent of X -> y; paper A.2.3; NaN for a dimension
       constant on the held-out rows, all NaN unless ``status_ == "ok"``); None otherwise;
+    - ``view_``: "latents" or "canonical", which held-out estimate ``mi_`` is (``view="select"``:
+      the larger of the two, :mod:`.canonical`); ``mi_latents_``, ``mi_canonical_`` both (bits;
+      the second NaN when no canonical view was compared);
     - ``result_``: the full :class:`~lmi_distributed.estimators.api.LMIResult` (latents of all rows).
     """
 
@@ -204,7 +211,7 @@ class LMI(BaseEstimator):
                  ksg_noise: float = 1e-10, ksg_gaussianize: bool = True, ksg_backend: str = "auto", device: str = "cpu",
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 1.0,
-                 contrastive_temperature: float = 3.0, self_weight: float = 1.0,
+                 contrastive_temperature: float = 3.0, self_weight: float = 1.0, view: str = "select",
                  random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
@@ -229,6 +236,7 @@ class LMI(BaseEstimator):
         self.contrastive_weight = contrastive_weight
         self.contrastive_temperature = contrastive_temperature
         self.self_weight = self_weight
+        self.view = view
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------
@@ -281,6 +289,8 @@ class LMI(BaseEstimator):
         self.n_features_x_, self.n_features_y_ = xs.n_features, ys.n_features
         self.reference_x_ = np.ascontiguousarray(res.zx[res.test_idx])
         self.reference_y_ = np.ascontiguousarray(res.zy[res.test_idx])
+        self.view_ = res.view
+        self.mi_latents_, self.mi_canonical_ = float(res.mi_latents), float(res.mi_canonical)
 
     # -- use --------------------------------------------------------------------------------
     def _checked(self, a: Any, name: str, n_features: int) -> np.ndarray:
@@ -317,7 +327,9 @@ class LMI(BaseEstimator):
         held-out sample: paper Algorithm 2 on the latents (:func:`.ksg.oos_pmi`; ``convention``
         "insert" (default) or "latentmi"; ``ties`` as there). Xq (M, d_x), Yq (M, d_y) raw rows;
         returns (M,) float64. High scores: the pair is more likely under the joint than under the
-        product of marginals. A fit whose ``status_`` is not "ok" gives NaN and an LMIWarning.
+        product of marginals. A fit whose ``status_`` is not "ok" gives NaN and an LMIWarning. A fit
+        whose MI is its canonical view's (``view_ == "canonical"``) scores on that view: the queries'
+        canonical variates against the held-out rows' (:mod:`.canonical`).
         KSG noise (``ksg_noise > 0``) is drawn from the fit's seed, so scores are deterministic.
         """
         from .ksg import OOS_CONVENTIONS, oos_pmi
@@ -335,9 +347,19 @@ class LMI(BaseEstimator):
             warnings.warn(f"LMI fit has status {self.status_!r} (no trustworthy reference): scores "
                           f"are NaN: {self.detail_}", LMIWarning, stacklevel=2)
             return np.full(Xq.shape[0], np.nan)
-        qx, qy = self.transform(Xq, Yq)
         s = self.result_.settings
         backend = s.ksg_backend if s.ksg_backend in ("tree", "tiled") else "auto"
+        if self.view_ == "canonical":     # the MI is the canonical view's: score on that view
+            res, cmap = self.result_, self.result_.canonical_map
+            if cmap is None:
+                raise LMIError("this fit's MI is its canonical view's, but the view's map was not kept "
+                               "(a file saved without it): refit to score new pairs")
+            qx, qy = cmap.transform(self.x_scaler_.transform(Xq), self.y_scaler_.transform(Yq),
+                                    res.canonical_width)
+            return oos_pmi(res.cx[res.test_idx], res.cy[res.test_idx], qx, qy, k=s.k, noise=s.ksg_noise,
+                           seed=derive_seed(self.seed_, "view-ksg"), backend=backend,
+                           convention=convention, ties=ties)
+        qx, qy = self.transform(Xq, Yq)
         return oos_pmi(self.reference_x_, self.reference_y_, qx, qy, k=s.k, noise=s.ksg_noise,
                        seed=derive_seed(self.seed_, "ksg"), backend=backend, convention=convention,
                        ties=ties)
@@ -360,7 +382,10 @@ class LMI(BaseEstimator):
             "fitted": {"mi": None if math.isnan(res.mi) else res.mi, "status": res.status,
                        "detail": res.detail, "seed": int(res.seed), "epochs": int(res.epochs),
                        "best_epoch": int(res.best_epoch), "clip_x": self.x_scaler_.clip,
-                       "clip_y": self.y_scaler_.clip},
+                       "clip_y": self.y_scaler_.clip, "view": res.view,
+                       "mi_latents": None if math.isnan(res.mi_latents) else res.mi_latents,
+                       "mi_canonical": None if math.isnan(res.mi_canonical) else res.mi_canonical,
+                       "canonical_width": int(res.canonical_width)},
             "spec": None,
         }
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -370,6 +395,11 @@ class LMI(BaseEstimator):
             "train_loss": t(np.asarray(res.train_loss, np.float64)),
             "val_loss": t(np.asarray(res.val_loss, np.float64)),
         }
+        if res.cx is not None:
+            tensors.update({"cx": t(res.cx), "cy": t(res.cy)})
+        if res.canonical_map is not None:
+            cm = res.canonical_map
+            tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in CANONICAL_FIELDS})
         if res.r2_x is not None:
             tensors.update({"r2_x": t(np.asarray(res.r2_x, np.float64)), "r2_y": t(np.asarray(res.r2_y, np.float64))})
         for side, sc in (("x", self.x_scaler_), ("y", self.y_scaler_)):
@@ -412,7 +442,14 @@ class LMI(BaseEstimator):
                         settings=LMISettings(**meta["settings"]), status=f["status"],
                         detail=f["detail"], encoders=encoders,
                         r2_x=n("r2_x") if "r2_x" in tensors else None,
-                        r2_y=n("r2_y") if "r2_y" in tensors else None)
+                        r2_y=n("r2_y") if "r2_y" in tensors else None,
+                        view=f.get("view", "latents"),
+                        mi_latents=float("nan") if f.get("mi_latents") is None else float(f["mi_latents"]),
+                        mi_canonical=float("nan") if f.get("mi_canonical") is None else float(f["mi_canonical"]),
+                        canonical_width=int(f.get("canonical_width", 0)),
+                        cx=n("cx") if "cx" in tensors else None, cy=n("cy") if "cy" in tensors else None,
+                        canonical_map=CanonicalMap(**{f: n(f"cmap.{f}") for f in CANONICAL_FIELDS})
+                        if "cmap.a" in tensors else None)
         xs = Standardizer(n("x_exponent"), n("x_mean"), n("x_std"), float(f["clip_x"]))
         ys = Standardizer(n("y_exponent"), n("y_mean"), n("y_std"), float(f["clip_y"]))
         est._set_fitted(res, xs, ys)

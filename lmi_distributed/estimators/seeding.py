@@ -1,7 +1,8 @@
 """Per-pair seed derivation.
 
 A pair's integer seed fixes every random draw of its estimate: the train/test split,
-the network initialisation, the minibatch order, the dropout masks and the KSG noise.
+the network initialisation, the minibatch order, the dropout masks, the KSG noise and the
+canonical view's halves and jitter.
 Each purpose gets its own independent stream, derived with numpy's ``SeedSequence`` from
 ``(seed, purpose code)``, so changing e.g. the number of epochs never shifts the split.
 """
@@ -22,6 +23,9 @@ PURPOSES: dict[str, int] = {
     "shuffle": 3,
     "dropout": 4,
     "ksg": 5,
+    "view-halves": 6,     # the canonical view's cross-fit halves of the training rows (.canonical)
+    "view-select": 7,     # ... the jitter of its width scores
+    "view-ksg": 8,        # ... the jitter of its held-out variates
 }
 
 

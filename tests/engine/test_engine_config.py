@@ -120,7 +120,8 @@ def test_new_optional_settings_leave_existing_fingerprints_alone():
     """A study written before the workflows existed resumes: the demo's fingerprint is the one
     its study.json recorded then (82a76b3), and turning attribution on changes no task's number,
     so it keeps the fingerprint (resume recomputes only the tasks without arrays)."""
-    paper = ["estimator.contrastive_weight=0", "estimator.ksg_gaussianize=false", "estimator.ksg_noise=0"]  # PAPER
+    paper = ["estimator.contrastive_weight=0", "estimator.ksg_gaussianize=false", "estimator.ksg_noise=0",
+             "estimator.view=latents"]  # PAPER
     cfg = load_study(ROOT / "configs" / "demo.yaml", paper)
     assert cfg.fingerprint() == "1edc4039d35781eae44a"
     # today's defaults (InfoNCE term, Gaussianised latents) change numbers: another fingerprint
@@ -137,15 +138,22 @@ def test_new_optional_settings_leave_existing_fingerprints_alone():
 
 def test_a_study_computed_with_the_paper_estimator_says_how_to_resume(tmp_path):
     """Resuming a study whose results were computed with the paper's estimator (the default before
-    issue 11) under today's defaults is refused, and the error names the three settings to add."""
+    issue 11) under today's defaults is refused, and the error names the four settings to add; one
+    computed with the session-5 default (before ``view``) names ``view: latents`` alone."""
     from lmi_distributed.engine.results import ResultStore
     from lmi_distributed.errors import ConfigError
 
-    paper = ["estimator.contrastive_weight=0", "estimator.ksg_gaussianize=false", "estimator.ksg_noise=0"]
+    paper = ["estimator.contrastive_weight=0", "estimator.ksg_gaussianize=false", "estimator.ksg_noise=0",
+             "estimator.view=latents"]
     old = load_study(ROOT / "configs" / "demo.yaml", paper)
     ResultStore(tmp_path / "out").init(old)
-    with pytest.raises(ConfigError, match="contrastive_weight: 0', 'ksg_gaussianize: false' and 'ksg_noise: 0'"):
+    with pytest.raises(ConfigError, match="'contrastive_weight: 0', 'ksg_gaussianize: false', 'ksg_noise: 0' "
+                                          "and 'view: latents'"):
         ResultStore(tmp_path / "out").init(load_study(ROOT / "configs" / "demo.yaml"))
+    s5 = ResultStore(tmp_path / "s5")
+    s5.init(load_study(ROOT / "configs" / "demo.yaml", ["estimator.view=latents"]))
+    with pytest.raises(ConfigError, match=r"before view changed\): add 'view: latents' to"):
+        ResultStore(tmp_path / "s5").init(load_study(ROOT / "configs" / "demo.yaml"))
     # another change (the seed) gets the plain refusal, without the hint
     with pytest.raises(ConfigError) as exc:
         ResultStore(tmp_path / "out").init(load_study(ROOT / "configs" / "demo.yaml", ["seed=5"]))

@@ -80,7 +80,7 @@ def test_unknown_and_bad_settings():
 # -- behaviour ----------------------------------------------------------------------------------
 def test_result_fields_and_one_code_path():
     x, y = _dependent()
-    r = lmi.estimate(x, y, seed=4, **FAST)
+    r = lmi.estimate(x, y, seed=4, view="latents", **FAST)     # the latents' pMI (canonical view: test_canonical_view)
     assert isinstance(r, LMIResult)
     assert r.zx.shape == r.zy.shape == (300, 8) and r.zx.dtype == np.float32
     assert len(r.train_idx) == 150 and len(r.test_idx) == 150
@@ -91,7 +91,7 @@ def test_result_fields_and_one_code_path():
     # the reference KSG on the held-out latents gives the same pMI
     ref = _ksg_pmi_bruteforce(r.zx[r.test_idx], r.zy[r.test_idx], k=3)
     np.testing.assert_allclose(r.pmi[r.test_idx], ref, rtol=1e-9, atol=1e-9)
-    many = lmi.estimate_many([(x, y)], seeds=[4], **FAST)[0]
+    many = lmi.estimate_many([(x, y)], seeds=[4], view="latents", **FAST)[0]
     np.testing.assert_array_equal(many.zx, r.zx)
     assert many.mi == r.mi
 

@@ -16,7 +16,7 @@ from lmi_distributed.estimators.ksg import ksg_mi
 from lmi_distributed.estimators.permutation import result_latent_null
 from lmi_distributed.synthetic import rotated_warped_gaussian
 
-TINY = dict(hidden=16, max_epochs=6, lr=1e-3, num_threads=1)
+TINY = dict(hidden=16, max_epochs=6, lr=1e-3, num_threads=1, view="latents")   # the latents (canonical view: test_canonical_view)
 
 
 def test_robust_scale_fallbacks():
