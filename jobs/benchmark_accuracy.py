@@ -383,7 +383,8 @@ def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alph
     for i, r in zip(ids, res):
         null = result_latent_null(r, n_permutations=n_perm, seed=10_000 + i)
         rows.append({"pair": i, "kind": case_name(*FPR_KINDS[i % len(FPR_KINDS)]), "estimate": r.mi,
-                     "status": r.status, "p": permutation_pvalue(r.mi, null),
+                     "status": r.status, "p": permutation_pvalue(r.mi, null), "view": r.view,
+                     "canonical_width": int(r.canonical_width),
                      "null_mean": float(np.nanmean(null)) if r.status == "ok" else float("nan")})
     ps = np.array([r["p"] for r in rows if r["status"] == "ok"])
     k = int(np.sum(ps <= alpha))
@@ -395,9 +396,12 @@ def run_fpr(method: str, settings: dict, n_pairs: int, n: int, n_perm: int, alph
            "alpha": alpha, "fpr": k / ps.size if ps.size else float("nan"), "fpr_ci95": [lo, hi],
            "ks_uniform_p": float(st.kstest(ps, "uniform").pvalue) if ps.size else float("nan"),
            "median_estimate": float(np.median([r["estimate"] for r in rows if r["status"] == "ok"])),
+           "n_view_compared": sum(r["canonical_width"] > 0 for r in rows),
+           "n_view_reported": sum(r["view"] == "canonical" for r in rows),
            "seconds": time.perf_counter() - t0, "train_seconds": t_train, "rows": rows}
     print(f"FPR {method:<14} {k}/{ps.size} = {out['fpr']:.3f} at alpha {alpha} (95% CI {lo:.3f}-{hi:.3f}), "
-          f"KS p {out['ks_uniform_p']:.2f}, median MI {out['median_estimate']:.3f} bits "
+          f"KS p {out['ks_uniform_p']:.2f}, median MI {out['median_estimate']:.3f} bits; canonical view "
+          f"compared on {out['n_view_compared']}, reported on {out['n_view_reported']} "
           f"[{out['seconds']:.0f} s]", flush=True)
     return out
 
@@ -457,6 +461,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
                          "over N_PAIRS independent pairs (>= 100 for the issue's check)")
+    ap.add_argument("--view-gate", type=float, default=None, metavar="Z",
+                    help="ablation: the canonical view's noise gate (estimators.canonical.GATE_Z, default 2); "
+                         "--view-gate=-inf compares the view with the latents on every pair (e.g. to test the "
+                         "maximum null with --fpr)")
     ap.add_argument("--fpr-start", type=int, default=0, help="first null pair index (--fpr; pool disjoint runs)")
     ap.add_argument("--permutations", type=int, default=199, help="latent permutations per pair (--fpr)")
     ap.add_argument("--versus", default="default",
@@ -496,6 +504,9 @@ def main(argv: list[str] | None = None) -> None:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"unknown methods {bad}; expected some of {', '.join(METHODS)}")
+    if a.view_gate is not None:
+        from lmi_distributed.estimators import canonical
+        canonical.GATE_Z = a.view_gate
     cases = list(QUICK_CASES if a.quick else FULL_CASES)
     if a.bmi is not None:
         cases += bmi_cases(a.bmi, seeds)

@@ -139,13 +139,14 @@ def _estimate(args: argparse.Namespace) -> int:
     out = {"mi_bits": _num(float(res.mi)), "status": res.status, "detail": detail, "n": int(X.shape[0]),
            "n_test": int(np.asarray(res.test_idx).size), "epochs": int(res.epochs),
            "best_epoch": int(res.best_epoch), "seed": int(args.seed), "p": p,
-           "n_permutations": n_null if null is not None else 0,
+           "n_permutations": n_null if null is not None else 0, "view": res.view,
+           "mi_latents_bits": _num(float(res.mi_latents)), "mi_canonical_bits": _num(float(res.mi_canonical)),
            "settings": res.settings.model_dump(mode="json")}
     if args.json:
         print(json.dumps(out))
     elif ok:
         line = (f"MI = {res.mi:.4f} bits (status ok; N={out['n']}, {out['n_test']} held-out rows, "
-                f"{out['epochs']} epochs, best {out['best_epoch']}, seed {args.seed})")
+                f"{out['epochs']} epochs, best {out['best_epoch']}, seed {args.seed}, view {res.view})")
         if p is not None:
             line += f"; p = {p:.4g} ({n_null} latent permutations)"
         elif null is not None:

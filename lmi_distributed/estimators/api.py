@@ -277,11 +277,11 @@ def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
                                           seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
     if width == 0 or not np.isfinite(scores[width]):
         return {}
-    fit = canonical.fit_canonical(x_tr, y_tr)
+    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, variates=True)
     n = prep.xz.shape[0]
     cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
-    for rows in (tr, te):
-        cx[rows], cy[rows] = fit.transform(prep.xz[rows], prep.yz[rows], width)
+    cx[tr], cy[tr] = u_tr[:, :width], v_tr[:, :width]
+    cx[te], cy[te] = fit.transform(prep.xz[te], prep.yz[te], width)
     u, v = canonical.ksg_input(cx[te], cy[te], s.ksg_noise, prep.seed)
     try:
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)

@@ -90,8 +90,10 @@ def _inv_sqrt(c: np.ndarray) -> np.ndarray:
     return (v / np.sqrt(w)) @ v.T
 
 
-def fit_canonical(x: np.ndarray, y: np.ndarray) -> CanonicalMap:
-    """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows."""
+def fit_canonical(x: np.ndarray, y: np.ndarray, *, variates: bool = False):
+    """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows.
+    Returns the :class:`CanonicalMap`; with ``variates=True`` also the fitting rows' canonical
+    variates (u (n, r), v (n, r); what ``transform`` gives for these rows, without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     sx, sy = gaussianize(x), gaussianize(y)
@@ -100,7 +102,8 @@ def fit_canonical(x: np.ndarray, y: np.ndarray) -> CanonicalMap:
     n = sx.shape[0]
     wx, wy = _inv_sqrt(sx.T @ sx / n), _inv_sqrt(sy.T @ sy / n)
     u, rho, vt = np.linalg.svd(wx @ (sx.T @ sy / n) @ wy, full_matrices=False)
-    return CanonicalMap(x, y, mx, my, wx @ u, wy @ vt.T, rho)
+    fit = CanonicalMap(x, y, mx, my, wx @ u, wy @ vt.T, rho)
+    return (fit, sx @ fit.a, sy @ fit.b) if variates else fit
 
 
 def view_widths(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[int, ...]:
@@ -132,13 +135,9 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, widths: tuple[int, ...], 
     if not widths or min(len(h) for h in halves) <= k + 1:
         return 0, {}
     fits = [fit_canonical(x_tr[h], y_tr[h]) for h in halves]
-    scores = {}
-    for m in widths:
-        vals = []
-        for fit, other in zip(fits, halves[::-1]):
-            u, v = fit.transform(x_tr[other], y_tr[other], m)
-            vals.append(ksg_mi(u, v))
-        scores[m] = float(np.mean(vals))
+    top = max(widths)
+    views = [fit.transform(x_tr[other], y_tr[other], top) for fit, other in zip(fits, halves[::-1])]
+    scores = {m: float(np.mean([ksg_mi(u[:, :m], v[:, :m]) for u, v in views])) for m in widths}
     best = max(scores, key=lambda w: (scores[w], -w))
     if scores[best] < GATE_Z / np.sqrt(min(len(h) for h in halves)):
         return 0, scores          # no width measurably above noise: the latents alone

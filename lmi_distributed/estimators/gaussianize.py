@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import ndtri
+from scipy.stats import rankdata
 
 __all__ = ["gaussianize", "robust_scale"]
 
@@ -68,6 +69,8 @@ def gaussianize(ref: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
         raise ValueError(f"z must be (m, {ref.shape[1]}), got shape {z.shape}")
     n = ref.shape[0]
     scale = robust_scale(ref)
+    if z is ref:        # the reference rows themselves: their average ranks, all columns at once
+        return ndtri(rankdata(ref, method="average", axis=0) / (n + 1)) * scale
     out = np.empty(z.shape, dtype=np.float64)
     for j in range(ref.shape[1]):
         knots, counts = np.unique(ref[:, j], return_counts=True)

@@ -99,6 +99,7 @@ def test_estimate_json_with_permutations(capsys, pair_files):
     # the same numbers as the Python API with the same seed and settings (one code path)
     res = estimate(x, y, seed=3, hidden=8, max_epochs=3, patience=3, batch_size=64)
     assert o["mi_bits"] == res.mi and o["epochs"] == res.epochs and o["best_epoch"] == res.best_epoch
+    assert o["view"] == res.view and o["mi_latents_bits"] == res.mi_latents
     null = result_latent_null(res, n_permutations=9, seed=derive_seed(3, "latent_perm"))
     assert o["p"] == stats.permutation_pvalue(res.mi, null)
     assert 0.1 <= o["p"] <= 1  # p = (1 + #{null >= mi}) / 10: never below 1/10
@@ -113,6 +114,7 @@ def test_estimate_human_line_and_stored_matrix(capsys, tmp_path, pair_files):
     assert rc == 0
     line = out.strip()
     assert line.startswith("MI = ") and " bits (status ok; N=200" in line and "p =" not in line
+    assert line.endswith(("view latents)", "view canonical)"))
 
 
 def test_estimate_not_ok_exit_3(capsys, pair_files):
