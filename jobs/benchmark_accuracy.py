@@ -177,34 +177,8 @@ def cca_mi(g, variant: str, k: int = 3) -> float:
     return ksg_mi(ux, vy, k=k)
 
 
-def view_mi(g, X: np.ndarray, Y: np.ndarray) -> float:
-    """The ``--view`` ablation (session 7, no retraining): the larger of result ``g``'s estimate and
-    KSG on the held-out canonical variates of the width :func:`~lmi_distributed.estimators.canonical.select_view`
-    picks on ``g``'s training rows, *without* the estimator's noise gate (``canonical.GATE_Z``;
-    ``view="select"``, the default since, has it). Prints the width, the scores and both estimates."""
-    from lmi_distributed.estimators import canonical
-    from lmi_distributed.estimators.ksg import add_noise, ksg_mi
-    from lmi_distributed.estimators.preprocess import zscore_clip
-    s = g.settings
-    xz, yz = zscore_clip(np.asarray(X, np.float32), s.clip), zscore_clip(np.asarray(Y, np.float32), s.clip)
-    tr, te = g.train_idx, g.test_idx
-
-    def mi(a, b):
-        return ksg_mi(*add_noise([np.asarray(a, np.float64), np.asarray(b, np.float64)], s.ksg_noise, 7), k=s.k)
-    widths = canonical.view_widths(xz.shape[1], yz.shape[1], len(tr), s.latent_dim)
-    w, scores = canonical.select_view(xz[tr], yz[tr], g.zx[tr], g.zy[tr], widths=widths, k=s.k,
-                                      seed=g.seed, ksg_mi=mi)
-    est = g.mi
-    if w != canonical.LATENTS:
-        u, v = canonical.fit_canonical(xz[tr], yz[tr]).transform(xz[te], yz[te], w)
-        est = max(g.mi, mi(u, v))
-    print(f"    view: width {w} ({' '.join(f'{k}:{v:.3f}' for k, v in scores.items())}) -> {est:.3f}"
-          f" (latents {g.mi:.3f})", flush=True)
-    return est
-
-
 def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = (),
-             cca: tuple[str, ...] = (), view: bool = False) -> tuple[list[float], list[str], float, dict[int, list[float]]]:
+             cca: tuple[str, ...] = ()) -> tuple[list[float], list[str], float, dict[int, list[float]]]:
     """Our estimate of every sample (one batch). ``repeats`` > 1 (the ``*_avg2`` methods): each sample
     is trained ``repeats`` times with pair seeds s, s + AVG_SEED_OFFSET, ... (another split, init and
     minibatch order) and the estimates averaged; not ok if any training is not ok.
@@ -234,13 +208,10 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
             return float("nan")
 
     by_k = {}
-    if view:                     # the view chosen on training rows (latents or canonical variates)
-        vals = []
-        for i in range(n):
-            group = [res[r * n + i] for r in range(repeats)]
-            vals.append(float("nan") if sts[i] != "ok" else
-                        float(np.mean([view_mi(g, data[i][0], data[i][1]) for g in group])))
-        by_k["view"] = vals
+    if res and all(getattr(g.settings, "view", "latents") == "select" for g in res):
+        # the same trainings' latents alone (view="select" reports the larger held-out estimate)
+        by_k["latents"] = [float("nan") if sts[i] != "ok" else
+                           float(np.mean([res[r * n + i].mi_latents for r in range(repeats)])) for i in range(n)]
     for v in cca:                # KSG on canonical variates of the latents (CCA fitted on training rows)
         vals = []
         for i in range(n):
@@ -454,10 +425,6 @@ def main(argv: list[str] | None = None) -> None:
                          "the latents' canonical variates (CCA on the training latents; all pairs, all "
                          "scaled by their correlation, the significant ones, or the top m) "
                          "(method name + '_cca<v>'; no retraining)")
-    ap.add_argument("--view", action="store_true",
-                    help="also report our methods with the larger of their estimate and KSG on the top "
-                         "canonical variates of the inputs' normal scores, width chosen on the training "
-                         "rows, no noise gate (session 7's ablation; method name + '_view'; no retraining)")
     ap.add_argument("--fpr", type=int, default=0, metavar="N_PAIRS",
                     help="instead of the suite: false-positive rate of the latent-permutation p-value "
                          "over N_PAIRS independent pairs (>= 100 for the issue's check)")
@@ -551,8 +518,7 @@ def main(argv: list[str] | None = None) -> None:
             "methods": methods, "ksg_k": list(ks),
             "method_keys": [m + a.label for m in methods]
             + [f"{m}{a.label}_ksgk{kk}" for m in methods if m not in EXTERNAL for kk in ks]
-            + [f"{m}{a.label}_cca{v}" for m in methods if m not in EXTERNAL for v in cca]
-            + [f"{m}{a.label}_view" for m in methods if m not in EXTERNAL and a.view],
+            + [f"{m}{a.label}_cca{v}" for m in methods if m not in EXTERNAL for v in cca],
             "settings": settings, "threads": a.threads, "quick": a.quick}
     print(f"N={n}, seeds={seeds}, epochs<={epochs}, patience {patience}, hidden {hidden or 'paper'}, "
           f"lr {lr:g}, methods {methods}", flush=True)
@@ -576,8 +542,7 @@ def main(argv: list[str] | None = None) -> None:
                 mis, sts, dt = bmi_runs[m]
             else:
                 mis, sts, dt, by_k = run_ours(data, seeds, settings[m.removesuffix("_avg2")],
-                                              repeats=2 if m.endswith("_avg2") else 1, ks=ks, cca=cca,
-                                              view=a.view)
+                                              repeats=2 if m.endswith("_avg2") else 1, ks=ks, cca=cca)
                 for kk, vals in by_k.items():
                     krows = [{"seed": s, "estimate": v, "status": st if np.isfinite(v) else "ties"}
                              for s, v, st in zip(seeds, vals, sts)]

@@ -73,14 +73,16 @@ class LMIResult:
     r2_y: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: ``view="select"`` (:mod:`.canonical`): which held-out estimate ``mi`` / ``pmi`` are, "latents"
     #: or "canonical" (the larger of the two); ``mi_latents`` / ``mi_canonical`` both estimates in
-    #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, more
-    #: input columns than a quarter of the training rows, or a pair that is not ok);
-    #: ``canonical_width`` its width (0: none); ``cx`` / ``cy`` (N, width) float64 its canonical
+    #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, no view
+    #: above the noise gate, or a pair that is not ok);
+    #: ``canonical_width`` its width (0: none); ``canonical_pcs`` the principal components per side
+    #: it was fitted in (0: all columns); ``cx`` / ``cy`` (N, width) float64 its canonical
     #: variates of all rows (NaN on rows in neither half), or None
     view: str = "latents"
     mi_latents: float = float("nan")
     mi_canonical: float = float("nan")
     canonical_width: int = 0
+    canonical_pcs: int = 0
     cx: np.ndarray | None = field(default=None, repr=False, compare=False)
     cy: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the fitted :class:`.canonical.CanonicalMap` of ``cx`` / ``cy`` (``LMI.score_samples`` maps
@@ -254,30 +256,31 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
 def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
     """The canonical view of one ok pair (:mod:`.canonical`): its width chosen on the training rows,
     its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates. Returns
-    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_width``, ``cx``, ``cy`` (N, width),
-    ``canonical_map``;
-    no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_widths` offers none."""
+    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_width``, ``canonical_pcs``, ``cx``,
+    ``cy`` (N, width), ``canonical_map``;
+    no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
+    none clears the noise gate."""
     from . import canonical, ksg
 
     tr, te = prep.train_idx, prep.test_idx
-    widths = canonical.view_widths(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim)
-    if not widths:
+    candidates = canonical.view_candidates(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim)
+    if not candidates:
         return {}
     x_tr, y_tr = prep.xz[tr].astype(np.float64), prep.yz[tr].astype(np.float64)
-
     backend = s.ksg_backend if s.ksg_backend != "cupy" else "auto"
 
     def mi(u: np.ndarray, v: np.ndarray) -> float:
         try:
             return ksg.ksg_mi(u, v, k=s.k, noise=s.ksg_noise, seed=derive_seed(prep.seed, "view-select"),
                               backend=backend)
-        except InputError:          # tied variates (tied inputs, no jitter): this width cannot compete
+        except InputError:          # tied variates (tied inputs, no jitter): this view cannot compete
             return float("-inf")
-    width, scores = canonical.select_view(x_tr, y_tr, widths=widths, k=s.k,
-                                          seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
-    if width == 0 or not np.isfinite(scores[width]):
+    choice, scores = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
+                                           seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
+    if choice is None or not np.isfinite(scores[choice]):
         return {}
-    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, variates=True)
+    pcs, width = choice
+    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True)
     n = prep.xz.shape[0]
     cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
     cx[tr], cy[tr] = u_tr[:, :width], v_tr[:, :width]
@@ -287,8 +290,8 @@ def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)
     except InputError:              # tied held-out variates: the latents' estimate stands alone
         return {}
-    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_width=width, cx=cx, cy=cy,
-                canonical_map=fit)
+    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_width=width,
+                canonical_pcs=pcs or 0, cx=cx, cy=cy, canonical_map=fit)
 
 
 def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,

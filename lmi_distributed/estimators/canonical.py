@@ -50,7 +50,7 @@ from .gaussianize import gaussianize
 from .ksg import add_noise
 from .seeding import derive_seed
 
-__all__ = ["CanonicalMap", "fit_canonical", "view_widths", "select_view", "ksg_input", "GATE_Z", "RIDGE"]
+__all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "GATE_Z", "RIDGE"]
 
 #: a canonical view is compared with the latents only when its best cross-fitted score exceeds
 #: GATE_Z / sqrt(rows of a half) bits (0.089 bits at 500 rows): KSG's spread on independent
@@ -90,57 +90,107 @@ def _inv_sqrt(c: np.ndarray) -> np.ndarray:
     return (v / np.sqrt(w)) @ v.T
 
 
-def fit_canonical(x: np.ndarray, y: np.ndarray, *, variates: bool = False):
-    """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows.
-    Returns the :class:`CanonicalMap`; with ``variates=True`` also the fitting rows' canonical
-    variates (u (n, r), v (n, r); what ``transform`` gives for these rows, without mapping them again)."""
+def _principal(s: np.ndarray) -> np.ndarray:
+    """(d, q) principal directions of centred scores ``s`` (n, d), strongest first, q = min(n, d)."""
+    return np.linalg.svd(s, full_matrices=False)[2].T
+
+
+def _cca(sx: np.ndarray, sy: np.ndarray, px: np.ndarray | None,
+         py: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CCA of centred scores sx (n, d_x), sy (n, d_y), within the spans of ``px`` (d_x, p) /
+    ``py`` (None: all columns). Returns a (d_x, r), b (d_y, r), rho (r,), strongest first."""
+    tx = sx if px is None else sx @ px
+    ty = sy if py is None else sy @ py
+    n = tx.shape[0]
+    wx, wy = _inv_sqrt(tx.T @ tx / n), _inv_sqrt(ty.T @ ty / n)
+    u, rho, vt = np.linalg.svd(wx @ (tx.T @ ty / n) @ wy, full_matrices=False)
+    a, b = wx @ u, wy @ vt.T
+    return (a if px is None else px @ a), (b if py is None else py @ b), rho
+
+
+def _basis(s: np.ndarray, pcs: int | None) -> np.ndarray | None:
+    """The top ``pcs`` principal directions of ``s``, or None (all columns) when it has no more."""
+    return None if pcs is None or s.shape[1] <= pcs else _principal(s)[:, :pcs]
+
+
+def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, variates: bool = False):
+    """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows;
+    ``pcs``: first reduce each side with more columns to its top ``pcs`` principal components (of
+    its own normal scores). Returns the :class:`CanonicalMap`; with ``variates=True`` also the
+    fitting rows' canonical variates (u (n, r), v (n, r); what ``transform`` gives for these rows,
+    without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     sx, sy = gaussianize(x), gaussianize(y)
     mx, my = sx.mean(0), sy.mean(0)
     sx, sy = sx - mx, sy - my
-    n = sx.shape[0]
-    wx, wy = _inv_sqrt(sx.T @ sx / n), _inv_sqrt(sy.T @ sy / n)
-    u, rho, vt = np.linalg.svd(wx @ (sx.T @ sy / n) @ wy, full_matrices=False)
-    fit = CanonicalMap(x, y, mx, my, wx @ u, wy @ vt.T, rho)
-    return (fit, sx @ fit.a, sy @ fit.b) if variates else fit
+    a, b, rho = _cca(sx, sy, _basis(sx, pcs), _basis(sy, pcs))
+    fit = CanonicalMap(x, y, mx, my, a, b, rho)
+    return (fit, sx @ a, sy @ b) if variates else fit
 
 
-def view_widths(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[int, ...]:
-    """The canonical widths :func:`select_view` tries: 1, 2, 4, ... up to ``latent_dim`` and
-    min(d_x, d_y), none at all when either side has more columns than a quarter of the training
-    rows (a cross-fit half would hold fewer than twice the columns: CCA there fits noise, and
-    the d^3 fit costs more than it can give)."""
-    r = min(d_x, d_y, latent_dim)
-    if max(d_x, d_y) > n_train // 4 or r < 1:
-        return ()
-    widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
-    if widths[-1] != r:
-        widths.append(r)
-    return tuple(widths)
+def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[tuple[int | None, int], ...]:
+    """The (pcs, width) pairs :func:`select_view` tries. ``pcs``: None (CCA on all columns; only when
+    neither side has more columns than a quarter of the training rows, so a cross-fit half holds at
+    least twice the columns) or 8, 16, 32, ... principal components per side (fewer than the wider
+    side's columns, at most a quarter of the training rows). ``width``: 1, 2, 4, ... up to
+    ``latent_dim`` and the narrower side (after the reduction). Empty when nothing fits."""
+    cap = n_train // 4
+    options: list[int | None] = [None] if max(d_x, d_y) <= cap else []
+    p = 8
+    while p <= cap and p < max(d_x, d_y):
+        options.append(p)
+        p *= 2
+    out = []
+    for pcs in options:
+        r = min(latent_dim, d_x, d_y) if pcs is None else min(latent_dim, d_x, d_y, pcs)
+        if r < 1:
+            continue
+        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
+        if widths[-1] != r:
+            widths.append(r)
+        out += [(pcs, w) for w in widths]
+    return tuple(out)
 
 
-def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, widths: tuple[int, ...], k: int, seed: int,
-                ksg_mi: Callable[[np.ndarray, np.ndarray], float]) -> tuple[int, dict[int, float]]:
-    """The canonical width to compare with the latents, chosen on the training rows only.
+def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[int | None, int], ...], k: int,
+                seed: int, ksg_mi: Callable[[np.ndarray, np.ndarray], float]
+                ) -> tuple[tuple[int | None, int] | None, dict[tuple[int | None, int], float]]:
+    """The canonical view (pcs, width) to compare with the latents, chosen on the training rows only.
 
-    ``x_tr`` (n, d_x) / ``y_tr`` (n, d_y): the training rows' inputs; ``widths``: canonical widths
-    to try (:func:`view_widths`); ``ksg_mi(u, v) -> bits``: the KSG the caller uses (its k and
-    jitter); ``seed``: the halves. Returns (width, scores): the width chosen (0 when ``widths`` is
-    empty, a half would hold k + 1 rows or fewer, or no score clears ``GATE_Z / sqrt(half rows)``)
-    and every width's cross-fitted score in bits."""
+    ``x_tr`` (n, d_x) / ``y_tr`` (n, d_y): the training rows' inputs; ``candidates``: the (pcs,
+    width) pairs to try (:func:`view_candidates`); ``ksg_mi(u, v) -> bits``: the KSG the caller
+    uses (its k and jitter); ``seed``: the halves. Each candidate's score: CCA fitted on one half,
+    KSG on the other half's variates, both ways, averaged. Returns (choice, scores): the best
+    candidate (the smaller width on a tie), or None when there are no candidates, a half would
+    hold k + 1 rows or fewer, or no score clears ``GATE_Z / sqrt(half rows)``; and every
+    candidate's score in bits."""
     n = x_tr.shape[0]
     perm = np.random.default_rng(seed).permutation(n)
     halves = (perm[: n // 2], perm[n // 2:])
-    if not widths or min(len(h) for h in halves) <= k + 1:
-        return 0, {}
-    fits = [fit_canonical(x_tr[h], y_tr[h]) for h in halves]
-    top = max(widths)
-    views = [fit.transform(x_tr[other], y_tr[other], top) for fit, other in zip(fits, halves[::-1])]
-    scores = {m: float(np.mean([ksg_mi(u[:, :m], v[:, :m]) for u, v in views])) for m in widths}
-    best = max(scores, key=lambda w: (scores[w], -w))
+    if not candidates or min(len(h) for h in halves) <= k + 1:
+        return None, {}
+    x_tr = np.asarray(x_tr, dtype=np.float64)
+    y_tr = np.asarray(y_tr, dtype=np.float64)
+    options = list(dict.fromkeys(p for p, _ in candidates))
+    views: dict[int | None, list] = {p: [] for p in options}
+    for fit_rows, score_rows in zip(halves, halves[::-1]):
+        sx, sy = gaussianize(x_tr[fit_rows]), gaussianize(y_tr[fit_rows])
+        mx, my = sx.mean(0), sy.mean(0)
+        sx, sy = sx - mx, sy - my
+        ox = gaussianize(x_tr[fit_rows], x_tr[score_rows]) - mx
+        oy = gaussianize(y_tr[fit_rows], y_tr[score_rows]) - my
+        vx = _principal(sx) if any(p is not None and p < sx.shape[1] for p in options) else None
+        vy = _principal(sy) if any(p is not None and p < sy.shape[1] for p in options) else None
+        for p in options:
+            px = None if p is None or p >= sx.shape[1] else vx[:, :p]
+            py = None if p is None or p >= sy.shape[1] else vy[:, :p]
+            a, b, _ = _cca(sx, sy, px, py)
+            views[p].append((ox @ a, oy @ b))
+    scores = {(p, m): float(np.mean([ksg_mi(u[:, :m], v[:, :m]) for u, v in views[p]])) for p, m in candidates}
+    best = max(scores, key=lambda c: (scores[c], -c[1]))
     if scores[best] < GATE_Z / np.sqrt(min(len(h) for h in halves)):
-        return 0, scores          # no width measurably above noise: the latents alone
+        return None, scores          # no view measurably above noise: the latents alone
     return best, scores
 
 
