@@ -86,7 +86,7 @@ class LMIResult:
     cx: np.ndarray | None = field(default=None, repr=False, compare=False)
     cy: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the fitted :class:`.canonical.CanonicalMap` of ``cx`` / ``cy`` (``LMI.score_samples`` maps
-    #: new rows with it), or None
+    #: new rows with it; kept by ``LMI.fit`` only, as the encoders are), or None
     canonical_map: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -253,11 +253,12 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
                      detail=detail, **base)
 
 
-def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
+def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> dict[str, Any]:
     """The canonical view of one ok pair (:mod:`.canonical`): its width chosen on the training rows,
     its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates. Returns
     ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_width``, ``canonical_pcs``, ``cx``,
-    ``cy`` (N, width), ``canonical_map``;
+    ``cy`` (N, width), and with ``keep_map`` ``canonical_map`` (it holds the training rows' inputs
+    in float64: kept for ``LMI.fit`` only, like the encoders, not for the many results of a screen);
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
     none clears the noise gate."""
     from . import canonical, ksg
@@ -291,7 +292,7 @@ def _canonical_view(prep: _Prepared, s: LMISettings) -> dict[str, Any]:
     except InputError:              # tied held-out variates: the latents' estimate stands alone
         return {}
     return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_width=width,
-                canonical_pcs=pcs or 0, cx=cx, cy=cy, canonical_map=fit)
+                canonical_pcs=pcs or 0, cx=cx, cy=cy, canonical_map=fit if keep_map else None)
 
 
 def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,
@@ -406,7 +407,7 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         mi_lat = float(np.mean(pmi_te))
         view = dict(view="latents", mi_latents=mi_lat)
         if s.view == "select":
-            view.update(_canonical_view(batch[p], s))
+            view.update(_canonical_view(batch[p], s, keep_map=keep_encoders))
             if view.get("mi_canonical", float("nan")) > mi_lat:   # the larger held-out estimate (.canonical)
                 view["view"], pmi_te = "canonical", view.pop("pmi_canonical")
             view.pop("pmi_canonical", None)
