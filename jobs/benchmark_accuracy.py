@@ -492,7 +492,8 @@ def main(argv: list[str] | None = None) -> None:
             overrides[key.strip()] = val.strip()
     budget.update(overrides)
     base = {**budget, **PAPER, **overrides}   # the paper's estimator at this budget (overrides win)
-    settings = {"default": budget, "default_s5": {**budget, "view": "latents", **overrides}, "paper": base, "paper_last": {**base, "restore_best": False},
+    settings = {"default": budget, "default_s5": {**budget, "view": "latents"},
+                "paper": base, "paper_last": {**base, "restore_best": False},
                 "paper_noise": {**base, "ksg_noise": 1e-10},
                 "contrastive": {**base, "contrastive_weight": a.contrastive_weight,
                                 "contrastive_temperature": a.contrastive_temperature,

@@ -57,7 +57,7 @@ def main() -> None:
             estimate(X, Y, seed=0, **quick)
             train_s = time.perf_counter() - t
         row = {"n": n, "d": d, "view_seconds": float(np.median(times)), "view_seconds_all": times,
-               "pcs": out.get("canonical_pcs"), "width": out.get("canonical_width"),
+               "pcs": out.get("canonical_pcs"), "width": out["cx"].shape[1] if "cx" in out else None,
                "mi_canonical": out.get("mi_canonical"), "truth_bits": truth, "train_seconds": train_s}
         rows.append(row)
         print(f"{n:>6} {d:>5} {row['view_seconds']:>8.2f} {str(row['pcs']):>4} {str(row['width']):>5} "

@@ -75,19 +75,23 @@ class LMIResult:
     #: or "canonical" (the larger of the two); ``mi_latents`` / ``mi_canonical`` both estimates in
     #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, no view
     #: above the noise gate, or a pair that is not ok);
-    #: ``canonical_width`` its width (0: none); ``canonical_pcs`` the principal components per side
-    #: it was fitted in (0: all columns); ``cx`` / ``cy`` (N, width) float64 its canonical
-    #: variates of all rows (NaN on rows in neither half), or None
+    #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns);
+    #: ``cx`` / ``cy`` (N, width) float64 its canonical variates of all rows (NaN on rows in neither
+    #: half), or None (no view compared; ``canonical_width`` is then 0)
     view: str = "latents"
     mi_latents: float = float("nan")
     mi_canonical: float = float("nan")
-    canonical_width: int = 0
     canonical_pcs: int = 0
     cx: np.ndarray | None = field(default=None, repr=False, compare=False)
     cy: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the fitted :class:`.canonical.CanonicalMap` of ``cx`` / ``cy`` (``LMI.score_samples`` maps
     #: new rows with it; kept by ``LMI.fit`` only, as the encoders are), or None
     canonical_map: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def canonical_width(self) -> int:
+        """Width of the canonical view compared with the latents (``cx.shape[1]``); 0: none."""
+        return 0 if self.cx is None else int(self.cx.shape[1])
 
     def __repr__(self) -> str:
         """One line, no arrays: ``LMIResult(mi=0.95 bits, status='ok', N=2000, n_test=1000, epochs=87, seed=0)``."""
@@ -254,10 +258,10 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
 
 
 def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> dict[str, Any]:
-    """The canonical view of one ok pair (:mod:`.canonical`): its width chosen on the training rows,
+    """The canonical view of one ok pair (:mod:`.canonical`): its (pcs, width) chosen on the training rows,
     its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates. Returns
-    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_width``, ``canonical_pcs``, ``cx``,
-    ``cy`` (N, width), and with ``keep_map`` ``canonical_map`` (it holds the training rows' inputs
+    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_pcs``, ``cx``, ``cy`` (N, width), and
+    with ``keep_map`` ``canonical_map`` (it holds the training rows' inputs
     in float64: kept for ``LMI.fit`` only, like the encoders, not for the many results of a screen);
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
     none clears the noise gate."""
@@ -291,8 +295,8 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)
     except InputError:              # tied held-out variates: the latents' estimate stands alone
         return {}
-    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_width=width,
-                canonical_pcs=pcs or 0, cx=cx, cy=cy, canonical_map=fit if keep_map else None)
+    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_pcs=pcs or 0, cx=cx, cy=cy,
+                canonical_map=fit if keep_map else None)
 
 
 def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,
@@ -405,17 +409,16 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
         else:           # noise already added: ksg_pmi(noise=0) on the jittered latents
             pmi_te = ksg.ksg_pmi(jittered[0], jittered[1], k=s.k, backend=s.ksg_backend)
         mi_lat = float(np.mean(pmi_te))
-        view = dict(view="latents", mi_latents=mi_lat)
-        if s.view == "select":
-            view.update(_canonical_view(batch[p], s, keep_map=keep_encoders))
-            if view.get("mi_canonical", float("nan")) > mi_lat:   # the larger held-out estimate (.canonical)
-                view["view"], pmi_te = "canonical", view.pop("pmi_canonical")
-            view.pop("pmi_canonical", None)
+        can = _canonical_view(batch[p], s, keep_map=keep_encoders) if s.view == "select" else {}
+        pmi_can = can.pop("pmi_canonical", None)
+        reported = "canonical" if can.get("mi_canonical", -np.inf) > mi_lat else "latents"   # the larger (.canonical)
+        if reported == "canonical":
+            pmi_te = pmi_can
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
         out[live[p]] = LMIResult(mi=float(np.mean(pmi_te)), pmi=pmi, train_idx=tr[p].copy(),
                                  test_idx=te[p].copy(), seed=seed, settings=s, detail=detail, **common,
-                                 **view)
+                                 view=reported, mi_latents=mi_lat, **can)
     return out  # type: ignore[return-value]
 
 

@@ -18,12 +18,16 @@ A canonical view, fitted on rows R (the training rows):
    covariance); the view of width m is the top m canonical variates of each side (unit variance
    on R). Each side's map depends on that side's rows only.
 
+Wide inputs are first reduced to p principal components per side (of each side's normal scores),
+p = 8, 16, 32, ... (:func:`view_candidates`).
+
 The choice (:func:`select_view`), on the training rows: they are split in two halves A and B
-(seeded); each width m in ``widths`` (1, 2, 4, ... up to the latent width and min(d_x, d_y)) gets a
-*score*: CCA fitted on A, KSG on B's top m variates, and the reverse, averaged (cross-fitted: a
-width whose canonical correlations are noise scores about 0, not its in-sample correlation). The
-best-scoring width (the smaller on a tie) is the canonical view, if its score clears a noise gate
-(:data:`GATE_Z`); its map is refitted on all training rows.
+(seeded); each candidate (p, m) -- p all columns or a number of principal components, m = 1, 2,
+4, ... up to the latent width and the narrower side -- gets a *score*: CCA fitted on A, KSG on B's
+top m variates, and the reverse, averaged (cross-fitted: a candidate whose canonical correlations
+are noise scores about 0, not its in-sample correlation). The best-scoring candidate (the smaller
+width on a tie) is the canonical view, if its score clears a noise gate (:data:`GATE_Z`); its map
+is refitted on all training rows.
 
 The estimate (``estimators.api``): KSG on the held-out rows of the latents and of the canonical
 view; the larger is reported (``LMIResult.view`` says which). Both are KSG estimates of I(f(X);
@@ -68,7 +72,8 @@ RIDGE = 1e-3
 class CanonicalMap:
     """A fitted canonical view. ``ref_x`` (n, d_x) / ``ref_y`` (n, d_y): the fitting rows (the
     normal-score reference); ``mean_x`` / ``mean_y``: their scores' means; ``a`` (d_x, r) /
-    ``b`` (d_y, r): the canonical directions, r = min(d_x, d_y), strongest first; ``rho`` (r,):
+    ``b`` (d_y, r): the canonical directions (within the principal components kept), strongest
+    first; ``rho`` (r,):
     the canonical correlations on the fitting rows."""
     ref_x: np.ndarray
     ref_y: np.ndarray
@@ -110,9 +115,19 @@ def _cca(sx: np.ndarray, sy: np.ndarray, px: np.ndarray | None,
     return (a if px is None else px @ a), (b if py is None else py @ b), rho
 
 
-def _basis(s: np.ndarray, pcs: int | None) -> np.ndarray | None:
-    """The top ``pcs`` principal directions of ``s``, or None (all columns) when it has no more."""
-    return None if pcs is None or s.shape[1] <= pcs else _principal(s)[:, :pcs]
+def _basis(s: np.ndarray, pcs: int | None, directions: np.ndarray | None = None) -> np.ndarray | None:
+    """The top ``pcs`` principal directions of ``s`` (from ``directions``, :func:`_principal` of
+    ``s``, when given), or None (all columns) when ``pcs`` is None or ``s`` has no more columns."""
+    if pcs is None or s.shape[1] <= pcs:
+        return None
+    return (_principal(s) if directions is None else directions)[:, :pcs]
+
+
+def _scores(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal scores of ``x`` (n, d) by its own ECDF, centred, and their column means (d,)."""
+    s = gaussianize(x)
+    mean = s.mean(0)
+    return s - mean, mean
 
 
 def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, variates: bool = False):
@@ -123,9 +138,7 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
     without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    sx, sy = gaussianize(x), gaussianize(y)
-    mx, my = sx.mean(0), sy.mean(0)
-    sx, sy = sx - mx, sy - my
+    (sx, mx), (sy, my) = _scores(x), _scores(y)
     a, b, rho = _cca(sx, sy, _basis(sx, pcs), _basis(sy, pcs))
     fit = CanonicalMap(x, y, mx, my, a, b, rho)
     return (fit, sx @ a, sy @ b) if variates else fit
@@ -177,17 +190,14 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     options = list(dict.fromkeys(p for p, _ in candidates))
     views: dict[int | None, list] = {p: [] for p in options}
     for fit_rows, score_rows in zip(halves, halves[::-1]):
-        sx, sy = gaussianize(x_tr[fit_rows]), gaussianize(y_tr[fit_rows])
-        mx, my = sx.mean(0), sy.mean(0)
-        sx, sy = sx - mx, sy - my
+        (sx, mx), (sy, my) = _scores(x_tr[fit_rows]), _scores(y_tr[fit_rows])
         ox = gaussianize(x_tr[fit_rows], x_tr[score_rows]) - mx
         oy = gaussianize(y_tr[fit_rows], y_tr[score_rows]) - my
+        # one SVD per side and half, for every number of components that reduces that side
         vx = _principal(sx) if any(p is not None and p < sx.shape[1] for p in options) else None
         vy = _principal(sy) if any(p is not None and p < sy.shape[1] for p in options) else None
         for p in options:
-            px = None if p is None or p >= sx.shape[1] else vx[:, :p]
-            py = None if p is None or p >= sy.shape[1] else vy[:, :p]
-            a, b, _ = _cca(sx, sy, px, py)
+            a, b, _ = _cca(sx, sy, _basis(sx, p, vx), _basis(sy, p, vy))
             views[p].append((ox @ a, oy @ b))
     scores = {(p, m): float(np.mean([ksg_mi(u[:, :m], v[:, :m]) for u, v in views[p]])) for p, m in candidates}
     best = max(scores, key=lambda c: (scores[c], -c[1]))

@@ -385,7 +385,7 @@ class LMI(BaseEstimator):
                        "clip_y": self.y_scaler_.clip, "view": res.view,
                        "mi_latents": None if math.isnan(res.mi_latents) else res.mi_latents,
                        "mi_canonical": None if math.isnan(res.mi_canonical) else res.mi_canonical,
-                       "canonical_width": int(res.canonical_width), "canonical_pcs": int(res.canonical_pcs)},
+                       "canonical_pcs": int(res.canonical_pcs)},
             "spec": None,
         }
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -446,7 +446,6 @@ class LMI(BaseEstimator):
                         view=f.get("view", "latents"),
                         mi_latents=float("nan") if f.get("mi_latents") is None else float(f["mi_latents"]),
                         mi_canonical=float("nan") if f.get("mi_canonical") is None else float(f["mi_canonical"]),
-                        canonical_width=int(f.get("canonical_width", 0)),
                         canonical_pcs=int(f.get("canonical_pcs", 0)),
                         cx=n("cx") if "cx" in tensors else None, cy=n("cy") if "cy" in tensors else None,
                         canonical_map=CanonicalMap(**{f: n(f"cmap.{f}") for f in CANONICAL_FIELDS})

@@ -214,7 +214,7 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
 
 def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "auto") -> np.ndarray:
     """Latent permutation null of one fitted pair, on exactly what its observed MI saw.
-    With a canonical view (``view="select"``, ``res.canonical_width > 0``) every null value is the
+    With a canonical view (``view="select"``, ``res.cx`` not None) every null value is the
     larger of the latents' and the canonical view's KSG under the same permutation, as ``res.mi``
     is the larger of the two observed (:mod:`.canonical`).
 
@@ -243,7 +243,7 @@ def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "a
         warnings.warn(f"seed {res.seed}: no latent null (all NaN): {why}", LMIWarning, stacklevel=2)
         return np.full(int(n_permutations), np.nan)
     null = latent_permutation_null(zx, zy, n_permutations=n_permutations, seed=seed, k=s.k, backend=backend)
-    if getattr(res, "canonical_width", 0) > 0 and res.cx is not None:
+    if res.cx is not None:
         # view="select" reported the larger of two held-out estimates: the null takes the same
         # maximum, the canonical view permuted by the very same permutations (same seed, same n)
         from lmi_distributed.estimators.canonical import ksg_input
