@@ -212,6 +212,14 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
         # the same trainings' latents alone (view="select" reports the larger held-out estimate)
         by_k["latents"] = [float("nan") if sts[i] != "ok" else
                            float(np.mean([res[r * n + i].mi_latents for r in range(repeats)])) for i in range(n)]
+        if all(getattr(g.settings, "view_bias", "none") == "gaussian" for g in res):
+            # ... and the same trainings and views without the view's bias correction (session 7's default:
+            # the choice of view does not depend on the correction, so this is that estimate exactly)
+            def raw(g) -> float:
+                can = g.mi_canonical + g.canonical_bias
+                return g.mi_latents if not np.isfinite(can) or can <= g.mi_latents else can
+            by_k["nobias"] = [float("nan") if sts[i] != "ok" else
+                              float(np.mean([raw(res[r * n + i]) for r in range(repeats)])) for i in range(n)]
     for v in cca:                # KSG on canonical variates of the latents (CCA fitted on training rows)
         vals = []
         for i in range(n):

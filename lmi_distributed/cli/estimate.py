@@ -141,6 +141,7 @@ def _estimate(args: argparse.Namespace) -> int:
            "best_epoch": int(res.best_epoch), "seed": int(args.seed), "p": p,
            "n_permutations": n_null if null is not None else 0, "view": res.view,
            "mi_latents_bits": _num(float(res.mi_latents)), "mi_canonical_bits": _num(float(res.mi_canonical)),
+           "canonical_bias_bits": _num(float(res.canonical_bias)),
            "settings": res.settings.model_dump(mode="json")}
     if args.json:
         print(json.dumps(out))

@@ -43,10 +43,12 @@ __all__ = ["ResultStore", "part_name", "study_fingerprint", "DamagedResultError"
 TASK_COLUMNS = [
     "key", "pair", "x", "y", "replicate", "kind", "shuffle", "seed", "n", "n_test",
     "mi", "epochs", "best_epoch", "latent_null", "batch_id", "worker", "device", "attempt", "wall_s",
-    "status", "detail",
+    "status", "detail", "view", "mi_latents", "mi_canonical", "canonical_bias",
 ]
-#: Defaults for columns that parts written before they existed lack.
-_LEGACY_DEFAULTS = {"status": "ok", "detail": ""}
+#: Defaults for columns that parts written before they existed lack. ``view`` "": not recorded (the
+#: estimate of a part written before the column existed may be either view's); the view's numbers NaN.
+_LEGACY_DEFAULTS = {"status": "ok", "detail": "", "view": "", "mi_latents": float("nan"),
+                    "mi_canonical": float("nan"), "canonical_bias": float("nan")}
 _META_FP = b"lmi_study_fingerprint"
 _META_DIGEST = b"lmi_rows_digest"
 _UNREADABLE = "<unreadable>"
@@ -73,14 +75,15 @@ def _yaml_value(v: Any) -> str:
 
 def _paper_hint(config: Any, old_fingerprint: Any) -> str:
     """A sentence for the fingerprint-mismatch error when the stored study is this very config
-    with an earlier default estimator -- the paper's (before issue 11 changed three defaults) or
-    the session-5 default (before ``view`` changed) -- naming the settings that resume it; else ""."""
+    with an earlier default estimator -- the paper's (before issue 11 changed three defaults), the
+    session-5 default (before ``view`` changed) or the session-7 default (before ``view_bias``) --
+    naming the settings that resume it; else ""."""
     from lmi_distributed.estimators.settings import PAPER
 
     est = getattr(config, "estimator", None)
     if est is None or not hasattr(config, "fingerprint"):
         return ""
-    for changes in ({"view": "latents"}, PAPER):
+    for changes in ({"view_bias": "none"}, {"view": "latents"}, PAPER):
         if all(getattr(est, k, None) == v for k, v in changes.items()):
             continue
         old = config.model_copy(update={"estimator": est.model_copy(update=changes)})
@@ -121,6 +124,11 @@ def _task_schema():
         ("best_epoch", pa.int64()), ("latent_null", pa.list_(pa.float64())), ("batch_id", pa.string()),
         ("worker", pa.string()), ("device", pa.string()), ("attempt", pa.int64()), ("wall_s", pa.float64()),
         ("status", pa.string()), ("detail", pa.string()),
+        # which held-out estimate "mi" is ("latents" / "canonical"; "" for a task that is not ok) and
+        # both estimates in bits (estimators.canonical; mi_canonical NaN when no view was compared),
+        # the KSG bias subtracted from the view's (settings.view_bias)
+        ("view", pa.string()), ("mi_latents", pa.float64()), ("mi_canonical", pa.float64()),
+        ("canonical_bias", pa.float64()),
     ])
 
 
@@ -534,7 +542,8 @@ class ResultStore:
 
         ``keys``: keep only these task keys (the current plan's), so records of replicates,
         shuffles or pairs no longer in the study never reach the aggregation. Parts written
-        before ``status``/``detail`` existed read as ``"ok"``/``""``."""
+        before ``status``/``detail`` existed read as ``"ok"``/``""``; before ``view`` and the view's
+        numbers existed, as ``""`` (not recorded) and NaN."""
         import pandas as pd
 
         frames = [t.to_pandas() for _, t in self.good_parts()]

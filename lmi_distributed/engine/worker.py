@@ -67,6 +67,18 @@ def _task_mi(res: Any) -> float:
     return float(res.mi) if str(getattr(res, "status", "ok") or "ok") == "ok" else float("nan")
 
 
+def _view_record(res: Any) -> dict[str, Any]:
+    """The task table's view columns: which held-out estimate ``mi`` is ("latents" / "canonical"),
+    both estimates in bits and the KSG bias subtracted from the canonical view's
+    (:mod:`lmi_distributed.estimators.canonical`); "" and NaN when the task is not ok."""
+    nan = float("nan")
+    if str(getattr(res, "status", "ok") or "ok") != "ok":
+        return {"view": "", "mi_latents": nan, "mi_canonical": nan, "canonical_bias": nan}
+    return {"view": str(getattr(res, "view", "latents")), "mi_latents": float(getattr(res, "mi_latents", nan)),
+            "mi_canonical": float(getattr(res, "mi_canonical", nan)),
+            "canonical_bias": float(getattr(res, "canonical_bias", 0.0))}
+
+
 def execute_batch(
     batch: Batch,
     cfg: StudyConfig,
@@ -158,6 +170,7 @@ def execute_batch(
             "best_epoch": int(res.best_epoch), "latent_null": null.tolist(),
             "batch_id": batch.batch_id, "worker": worker, "device": device, "attempt": int(attempt),
             "status": str(getattr(res, "status", "ok") or "ok"), "detail": str(getattr(res, "detail", "") or ""),
+            **_view_record(res),
         })
     t_end = time.perf_counter()
     timing = {"read_s": t_read - t0, "train_s": t_train - t_read, "null_s": t_end - t_train}

@@ -76,12 +76,15 @@ class LMIResult:
     #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, no view
     #: above the noise gate, or a pair that is not ok);
     #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns);
+    #: ``canonical_bias`` the KSG bias in bits subtracted from its KSG estimate and from each of its pMI
+    #: (``settings.view_bias``; 0.0 with "none" or no view): ``mi_canonical`` is the KSG estimate minus it;
     #: ``cx`` / ``cy`` (N, width) float64 its canonical variates of all rows (NaN on rows in neither
     #: half), or None (no view compared; ``canonical_width`` is then 0)
     view: str = "latents"
     mi_latents: float = float("nan")
     mi_canonical: float = float("nan")
     canonical_pcs: int = 0
+    canonical_bias: float = 0.0
     cx: np.ndarray | None = field(default=None, repr=False, compare=False)
     cy: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the fitted :class:`.canonical.CanonicalMap` of ``cx`` / ``cy`` (``LMI.score_samples`` maps
@@ -280,8 +283,8 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
                               backend=backend)
         except InputError:          # tied variates (tied inputs, no jitter): this view cannot compete
             return float("-inf")
-    choice, scores = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
-                                           seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
+    choice, scores, corr = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
+                                                 seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
     if choice is None or not np.isfinite(scores[choice]):
         return {}
     pcs, width = choice
@@ -295,8 +298,13 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)
     except InputError:              # tied held-out variates: the latents' estimate stands alone
         return {}
-    return dict(mi_canonical=float(np.mean(pmi)), pmi_canonical=pmi, canonical_pcs=pcs or 0, cx=cx, cy=cy,
-                canonical_map=fit if keep_map else None)
+    # KSG's bias at a Gaussian with the view's cross-fitted correlations (training rows only, so the
+    # same number is subtracted under every permutation of the held-out rows: .permutation)
+    bias = canonical.ksg_gaussian_bias(corr, len(te), seed=derive_seed(prep.seed, "view-bias"), ksg_mi=mi) \
+        if s.view_bias == "gaussian" else 0.0
+    # the estimate as the permutation null computes it (KSG's mean, then the bias): bit for bit
+    return dict(mi_canonical=float(np.mean(pmi)) - bias, pmi_canonical=pmi - bias, canonical_pcs=pcs or 0, cx=cx, cy=cy,
+                canonical_bias=bias, canonical_map=fit if keep_map else None)
 
 
 def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn | None,
@@ -416,7 +424,8 @@ def _train_prepared(preps: list[_Prepared], s: LMISettings, progress: ProgressFn
             pmi_te = pmi_can
         pmi = np.full(N, np.nan)
         pmi[te[p]] = pmi_te
-        out[live[p]] = LMIResult(mi=float(np.mean(pmi_te)), pmi=pmi, train_idx=tr[p].copy(),
+        mi = can["mi_canonical"] if reported == "canonical" else float(np.mean(pmi_te))
+        out[live[p]] = LMIResult(mi=mi, pmi=pmi, train_idx=tr[p].copy(),
                                  test_idx=te[p].copy(), seed=seed, settings=s, detail=detail, **common,
                                  view=reported, mi_latents=mi_lat, **can)
     return out  # type: ignore[return-value]

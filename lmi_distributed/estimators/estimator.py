@@ -201,7 +201,8 @@ class LMI(BaseEstimator):
       constant on the held-out rows, all NaN unless ``status_ == "ok"``); None otherwise;
     - ``view_``: "latents" or "canonical", which held-out estimate ``mi_`` is (``view="select"``:
       the larger of the two, :mod:`.canonical`); ``mi_latents_``, ``mi_canonical_`` both (bits;
-      the second NaN when no canonical view was compared);
+      the second NaN when no canonical view was compared); ``canonical_bias_``: the KSG bias (bits)
+      subtracted from the canonical view's estimate and scores (``view_bias``; 0.0 without);
     - ``result_``: the full :class:`~lmi_distributed.estimators.api.LMIResult` (latents of all rows).
     """
 
@@ -212,7 +213,7 @@ class LMI(BaseEstimator):
                  dtype: str = "float32", precision: str = "float32", num_threads: Optional[int] = None,
                  restore_best: bool = True, attribution: bool = False, contrastive_weight: float = 1.0,
                  contrastive_temperature: float = 3.0, self_weight: float = 1.0, view: str = "select",
-                 random_state: Optional[int] = None):
+                 view_bias: str = "gaussian", random_state: Optional[int] = None):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.batch_size = batch_size
@@ -237,6 +238,7 @@ class LMI(BaseEstimator):
         self.contrastive_temperature = contrastive_temperature
         self.self_weight = self_weight
         self.view = view
+        self.view_bias = view_bias
         self.random_state = random_state
 
     # -- settings -------------------------------------------------------------------------
@@ -291,6 +293,7 @@ class LMI(BaseEstimator):
         self.reference_y_ = np.ascontiguousarray(res.zy[res.test_idx])
         self.view_ = res.view
         self.mi_latents_, self.mi_canonical_ = float(res.mi_latents), float(res.mi_canonical)
+        self.canonical_bias_ = float(res.canonical_bias)
 
     # -- use --------------------------------------------------------------------------------
     def _checked(self, a: Any, name: str, n_features: int) -> np.ndarray:
@@ -358,7 +361,7 @@ class LMI(BaseEstimator):
                                     res.canonical_width)
             return oos_pmi(res.cx[res.test_idx], res.cy[res.test_idx], qx, qy, k=s.k, noise=s.ksg_noise,
                            seed=derive_seed(self.seed_, "view-ksg"), backend=backend,
-                           convention=convention, ties=ties)
+                           convention=convention, ties=ties) - res.canonical_bias
         qx, qy = self.transform(Xq, Yq)
         return oos_pmi(self.reference_x_, self.reference_y_, qx, qy, k=s.k, noise=s.ksg_noise,
                        seed=derive_seed(self.seed_, "ksg"), backend=backend, convention=convention,
@@ -385,7 +388,7 @@ class LMI(BaseEstimator):
                        "clip_y": self.y_scaler_.clip, "view": res.view,
                        "mi_latents": None if math.isnan(res.mi_latents) else res.mi_latents,
                        "mi_canonical": None if math.isnan(res.mi_canonical) else res.mi_canonical,
-                       "canonical_pcs": int(res.canonical_pcs)},
+                       "canonical_pcs": int(res.canonical_pcs), "canonical_bias": float(res.canonical_bias)},
             "spec": None,
         }
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
@@ -447,6 +450,7 @@ class LMI(BaseEstimator):
                         mi_latents=float("nan") if f.get("mi_latents") is None else float(f["mi_latents"]),
                         mi_canonical=float("nan") if f.get("mi_canonical") is None else float(f["mi_canonical"]),
                         canonical_pcs=int(f.get("canonical_pcs", 0)),
+                        canonical_bias=float(f.get("canonical_bias", 0.0)),
                         cx=n("cx") if "cx" in tensors else None, cy=n("cy") if "cy" in tensors else None,
                         canonical_map=CanonicalMap(**{f: n(f"cmap.{f}") for f in CANONICAL_FIELDS})
                         if "cmap.a" in tensors else None)

@@ -215,8 +215,8 @@ def latent_permutation_null(zx, zy, *, n_permutations: int, seed: int, k: int = 
 def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "auto") -> np.ndarray:
     """Latent permutation null of one fitted pair, on exactly what its observed MI saw.
     With a canonical view (``view="select"``, ``res.cx`` not None) every null value is the
-    larger of the latents' and the canonical view's KSG under the same permutation, as ``res.mi``
-    is the larger of the two observed (:mod:`.canonical`).
+    larger of the latents' and the canonical view's KSG (minus ``res.canonical_bias``, as observed)
+    under the same permutation, as ``res.mi`` is the larger of the two observed (:mod:`.canonical`).
 
     ``res``: an ``api.LMIResult``. The held-out latents ``res.zx[res.test_idx]``,
     ``res.zy[res.test_idx]`` get the same seeded KSG jitter as the observed estimate
@@ -250,6 +250,8 @@ def result_latent_null(res, *, n_permutations: int, seed: int, backend: str = "a
 
         cu, cv = ksg_input(res.cx[test], res.cy[test], s.ksg_noise, res.seed)
         cbackend = backend if backend != "cupy" else "auto"
+        # the canonical estimate is KSG minus a bias fitted on the training rows (settings.view_bias),
+        # the same number under every permutation of the held-out rows
         null = np.maximum(null, latent_permutation_null(cu, cv, n_permutations=n_permutations, seed=seed,
-                                                        k=s.k, backend=cbackend))
+                                                        k=s.k, backend=cbackend) - res.canonical_bias)
     return null

@@ -26,6 +26,7 @@ PURPOSES: dict[str, int] = {
     "view-halves": 6,     # the canonical view's cross-fit halves of the training rows (.canonical)
     "view-select": 7,     # ... the jitter of its width scores
     "view-ksg": 8,        # ... the jitter of its held-out variates
+    "view-bias": 9,       # ... the Gaussian samples that measure KSG's bias at its correlations
 }
 
 

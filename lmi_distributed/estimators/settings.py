@@ -114,6 +114,11 @@ class SettingsFields(BaseModel):
         "select", description="'select': KSG also reads the top canonical variates of the inputs' normal "
                               "scores (width chosen on the training rows) and the larger held-out estimate "
                               "is reported (estimators.canonical); 'latents': the latents only, the paper's")
+    view_bias: Literal["gaussian", "none"] = Field(
+        "gaussian", description="'gaussian': subtract from the canonical view's KSG estimate KSG's bias at a "
+                                "Gaussian with the view's cross-fitted correlations, simulated "
+                                "(estimators.canonical.ksg_gaussian_bias); 'none': the KSG estimate as read "
+                                "(session 7). No effect with view='latents'")
 
     @field_validator("device")
     @classmethod
@@ -135,8 +140,8 @@ class SettingsFields(BaseModel):
         on results computed with the same ones). Left out: ``attribution`` (it adds arrays, changes
         no number) and the settings beyond the paper while they have the paper's values
         (contrastive weight 0 with its temperature, ``ksg_gaussianize`` False, ``self_weight`` 1,
-        ``view`` "latents"),
-        so a study computed with the paper's estimator before these settings existed keeps its
+        ``view`` "latents"; ``view_bias`` while the view is "latents" or the bias is "none", its
+        behaviour before the setting existed), so a study computed with the paper's estimator before these settings existed keeps its
         fingerprint when run with :data:`PAPER` (``ksg_noise`` is always in: it always existed)."""
         d = self.model_dump()
         d.pop("attribution", None)
@@ -147,6 +152,8 @@ class SettingsFields(BaseModel):
             d.pop("ksg_gaussianize", None)
         if d.get("self_weight") == 1.0:
             d.pop("self_weight", None)
+        if d.get("view") == "latents" or d.get("view_bias") == "none":
+            d.pop("view_bias", None)
         if d.get("view") == "latents":
             d.pop("view", None)
         return d

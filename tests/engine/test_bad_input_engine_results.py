@@ -69,6 +69,19 @@ def study(tmp_path_factory):
     return root, cfg, pd.read_parquet(root / "base" / "pairs.parquet")
 
 
+def test_task_table_records_the_view_of_every_estimate(study):
+    root, _, _ = study
+    t = ResultStore(root / "base").read_tasks()
+    ok = t[t["status"] == "ok"]
+    assert len(ok) and set(ok["view"]) <= {"latents", "canonical"} and (t[t["status"] != "ok"]["view"] == "").all()
+    # "mi" is the estimate the view names; the latents' is always there, the view's is the larger
+    lat, can = ok[ok["view"] == "latents"], ok[ok["view"] == "canonical"]
+    assert (lat["mi"] == lat["mi_latents"]).all()
+    assert (can["mi"] == can["mi_canonical"]).all() and (can["mi"] > can["mi_latents"]).all()
+    # no view compared (mi_canonical NaN): nothing subtracted
+    assert ok["canonical_bias"].notna().all() and (ok.loc[ok["mi_canonical"].isna(), "canonical_bias"] == 0).all()
+
+
 def _copy(study, name: str):
     root, _, _ = study
     shutil.copytree(root / "base", root / name)

@@ -139,7 +139,8 @@ def test_new_optional_settings_leave_existing_fingerprints_alone():
 def test_a_study_computed_with_the_paper_estimator_says_how_to_resume(tmp_path):
     """Resuming a study whose results were computed with the paper's estimator (the default before
     issue 11) under today's defaults is refused, and the error names the four settings to add; one
-    computed with the session-5 default (before ``view``) names ``view: latents`` alone."""
+    computed with the session-5 default (before ``view``) names ``view: latents`` alone, one computed
+    with the session-7 default (before ``view_bias``) ``view_bias: none`` alone."""
     from lmi_distributed.engine.results import ResultStore
     from lmi_distributed.errors import ConfigError
 
@@ -154,6 +155,12 @@ def test_a_study_computed_with_the_paper_estimator_says_how_to_resume(tmp_path):
     s5.init(load_study(ROOT / "configs" / "demo.yaml", ["estimator.view=latents"]))
     with pytest.raises(ConfigError, match=r"before view changed\): add 'view: latents' to"):
         ResultStore(tmp_path / "s5").init(load_study(ROOT / "configs" / "demo.yaml"))
+    # the session-7 default (the canonical view before its bias correction): view_bias: none alone
+    s7 = ResultStore(tmp_path / "s7")
+    s7.init(load_study(ROOT / "configs" / "demo.yaml", ["estimator.view_bias=none"]))
+    with pytest.raises(ConfigError, match=r"before view_bias changed\): add 'view_bias: none' to"):
+        ResultStore(tmp_path / "s7").init(load_study(ROOT / "configs" / "demo.yaml"))
+    ResultStore(tmp_path / "s7").init(load_study(ROOT / "configs" / "demo.yaml", ["estimator.view_bias=none"]))
     # another change (the seed) gets the plain refusal, without the hint
     with pytest.raises(ConfigError) as exc:
         ResultStore(tmp_path / "out").init(load_study(ROOT / "configs" / "demo.yaml", ["seed=5"]))

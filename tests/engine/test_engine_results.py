@@ -152,6 +152,7 @@ def test_status_columns_roundtrip_and_legacy_parts(tmp_path):
     b0, b1 = plan.batches[0], plan.batches[1]
     recs = _fake_records(b0)
     recs[0].update(status="degenerate", detail="constant column", mi=float("nan"))
+    recs[1].update(view="canonical", mi_latents=0.25, mi_canonical=recs[1]["mi"], canonical_bias=-0.125)
     rs.write_part(b0.batch_id, recs)
     # a part written before status/detail existed (old schema, no digest, no fingerprint)
     old = [{k: v for k, v in r.items()} for r in _fake_records(b1)]
@@ -162,6 +163,12 @@ def test_status_columns_roundtrip_and_legacy_parts(tmp_path):
     assert (df.loc[[r["key"] for r in old], "status"] == "ok").all()
     assert (df.loc[[r["key"] for r in old], "detail"] == "").all()
     assert len(df) == b0.size + b1.size
+    # the view columns: written as given, and "" / NaN (not recorded) for parts older than them
+    k1 = recs[1]["key"]
+    assert df.loc[k1, "view"] == "canonical" and df.loc[k1, "mi_latents"] == 0.25
+    assert df.loc[k1, "mi_canonical"] == recs[1]["mi"] and df.loc[k1, "canonical_bias"] == -0.125
+    legacy = df.loc[[r["key"] for r in old]]
+    assert (legacy["view"] == "").all() and legacy[["mi_latents", "mi_canonical", "canonical_bias"]].isna().all().all()
 
 
 def test_parts_carry_the_study_fingerprint(tmp_path):

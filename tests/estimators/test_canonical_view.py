@@ -38,12 +38,12 @@ def test_fit_and_select_find_the_dependent_directions():
     # all 12 columns (None) and 8 principal components, widths 1, 2, 4, 8
     assert cands == tuple((p, w) for p in (None, 8) for w in (1, 2, 4, 8))
     mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
-    choice, scores = canonical.select_view(X, Y, candidates=cands, k=3, seed=1, ksg_mi=mi)
+    choice, scores, _ = canonical.select_view(X, Y, candidates=cands, k=3, seed=1, ksg_mi=mi)
     assert choice == (None, 2) and set(scores) == set(cands)
     assert scores[choice] == pytest.approx(truth, abs=0.2)     # cross-fitted on 1000 rows: KSG's spread ~0.05
     # independent: no candidate clears the noise gate
     rng = np.random.default_rng(2)
-    choice, scores = canonical.select_view(rng.standard_normal((2000, 12)), rng.standard_normal((2000, 12)),
+    choice, scores, _ = canonical.select_view(rng.standard_normal((2000, 12)), rng.standard_normal((2000, 12)),
                                            candidates=cands, k=3, seed=1, ksg_mi=mi)
     assert choice is None and max(scores.values()) < canonical.GATE_Z / math.sqrt(1000)
     # more columns than a quarter of the training rows: principal components only (8 ... 128 <= 250)
@@ -60,7 +60,7 @@ def test_principal_components_find_dependence_in_many_columns():
     X, Y, truth = gaussian_benchmark(n=1200, d=400, k=2, mi_bits=1.0, seed=0)
     cands = canonical.view_candidates(400, 400, 600, 8)
     assert cands and all(p is not None for p, _ in cands)
-    choice, scores = canonical.select_view(X[:600], Y[:600], candidates=cands, k=3, seed=0,
+    choice, scores, _ = canonical.select_view(X[:600], Y[:600], candidates=cands, k=3, seed=0,
                                            ksg_mi=lambda u, v: ksg_mi(u, v, k=3))
     assert choice is not None and choice[1] <= 4
     fit = canonical.fit_canonical(X[:600], Y[:600], pcs=choice[0])
@@ -83,14 +83,48 @@ def test_estimate_reports_the_larger_view_and_the_null_takes_the_same_maximum():
     assert abs(r.mi - truth) < 0.15 and r.mi_latents < truth - 0.5
     te = r.test_idx
     u, v = canonical.ksg_input(r.cx[te], r.cy[te], r.settings.ksg_noise, r.seed)
-    np.testing.assert_array_equal(r.pmi[te], ksg_pmi(u, v, k=3))
+    # the view's pMI: its KSG pMI minus the Gaussian-reference bias (one number, from training rows)
+    assert np.isfinite(r.canonical_bias) and r.canonical_bias != 0.0
+    np.testing.assert_array_equal(r.pmi[te], ksg_pmi(u, v, k=3) - r.canonical_bias)
     assert np.isnan(r.pmi[r.train_idx]).all() and r.cx.shape == (1600, 2)
     # the null: elementwise the larger of the latents' and the view's null under the same permutations
     null = result_latent_null(r, n_permutations=30, seed=9)
     lat_null = result_latent_null(lat, n_permutations=30, seed=9)
-    view_null = latent_permutation_null(u, v, n_permutations=30, seed=9, k=3)
+    view_null = latent_permutation_null(u, v, n_permutations=30, seed=9, k=3) - r.canonical_bias
     np.testing.assert_array_equal(null, np.maximum(lat_null, view_null))
+    # view_bias="none": the same training and view, the KSG estimate as read (session 7)
+    raw = lmi.estimate(X, Y, seed=0, view_bias="none", **KW)
+    assert raw.canonical_bias == 0.0 and raw.mi_latents == r.mi_latents
+    assert raw.mi_canonical == pytest.approx(r.mi_canonical + r.canonical_bias, abs=1e-12)
     assert (null >= lat_null).all() and null.max() < 0.2        # 800 shuffled rows: far below 1.4 bits
+
+
+def test_gaussian_reference_bias_removes_ksgs_bias_on_a_wide_view():
+    # 1 bit spread over 4 + 4 Gaussian dims among 12 warped columns per side, 1000 held-out rows
+    rng = np.random.default_rng(7)
+    r = math.sqrt(1 - 2 ** -0.5)                       # 0.25 bits per pair, 1 bit in all
+    X, Y = rng.standard_normal((2000, 12)), rng.standard_normal((2000, 12))
+    Y[:, :4] = r * X[:, :4] + math.sqrt(1 - r * r) * Y[:, :4]
+    X, Y = np.sinh(X), np.exp(Y)
+    mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
+    choice, _, corr = canonical.select_view(X[:1000], Y[:1000], k=3, seed=0, ksg_mi=mi,
+                                            candidates=canonical.view_candidates(12, 12, 1000, 8))
+    assert choice[1] == 4 and corr.shape == (8, 8)
+    # the cross-fitted correlations: the four pairs near r, within each side near 0
+    assert np.diag(corr[:4, 4:]) == pytest.approx([r] * 4, abs=0.1)
+    assert canonical.gaussian_mi_bits(corr, 4) == pytest.approx(1.0, abs=0.2)
+    fit = canonical.fit_canonical(X[:1000], Y[:1000], pcs=choice[0])
+    u, v = fit.transform(X[1000:], Y[1000:], 4)
+    bias = canonical.ksg_gaussian_bias(corr, 1000, seed=0, ksg_mi=mi)
+    raw = ksg_mi(u, v, k=3)
+    # measured: KSG reads 0.78, the bias -0.20, the difference 0.98 (0.92-1.10 at data seeds 8-10);
+    # KSG's sd on 1000 rows is ~0.04 and the bias estimate's ~0.015, hence 0.1 around the truth
+    assert raw < 1.0 - 0.15 and bias < -0.1
+    assert raw - bias == pytest.approx(1.0, abs=0.1)
+    # no dependence, no bias worth the name: independent coordinates read ~0 either way
+    assert abs(canonical.ksg_gaussian_bias(np.eye(8), 1000, seed=0, ksg_mi=mi)) < 0.03
+    assert canonical.ksg_gaussian_bias(None, 1000, seed=0, ksg_mi=mi) == 0.0
+    assert canonical.ksg_gaussian_bias(np.full((8, 8), np.nan), 1000, seed=0, ksg_mi=mi) == 0.0
 
 
 def test_independent_pairs_keep_the_latents_and_the_paper_has_no_view():
@@ -103,6 +137,9 @@ def test_independent_pairs_keep_the_latents_and_the_paper_has_no_view():
     assert p.view == "latents" and p.canonical_width == 0 and math.isnan(p.mi_canonical)
     # the paper's settings keep their fingerprint: "view" is left out while it is "latents"
     assert "view" not in LMISettings.paper().numbers_dump() and "view" in LMISettings().numbers_dump()
+    # ... and view_bias while the view is "latents" or the bias "none" (session 7's default keeps its own)
+    assert "view_bias" not in LMISettings.paper().numbers_dump() and "view_bias" in LMISettings().numbers_dump()
+    assert "view_bias" not in LMISettings(view_bias="none").numbers_dump()
     with pytest.raises(lmi.ConfigError, match="view"):
         LMISettings(view="both")
 
@@ -121,4 +158,5 @@ def test_fitted_estimator_scores_and_saves_the_canonical_view(tmp_path):
     est.save(tmp_path / "c.pt")
     again = LMI.load(tmp_path / "c.pt")
     assert again.view_ == "canonical" and again.mi_ == est.mi_ and again.mi_latents_ == est.mi_latents_
+    assert again.canonical_bias_ == est.canonical_bias_ != 0.0
     np.testing.assert_array_equal(again.score_samples(X[:20], Y[:20]), est.score_samples(X[:20], Y[:20]))
