@@ -9,6 +9,9 @@ and saves JSON.
 
     OMP_NUM_THREADS=1 python jobs/benchmark_view_cost.py                      # quick budget
     OMP_NUM_THREADS=1 python jobs/benchmark_view_cost.py --sizes 2000x100,5000x25 --repeats 3
+
+Each size is timed with the default ``view_bias="gaussian"`` and with ``view_bias="none"`` (session 7's
+view), so the table shows what the bias estimate (8 simulated KSG runs) adds. ``--k 4``: the wider view.
 """
 from __future__ import annotations
 
@@ -35,32 +38,42 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timings per size (the median is reported)")
     ap.add_argument("--train", action="store_true", help="also time one training at the quick budget")
     ap.add_argument("--out", type=Path, default=ROOT / "jobs" / "results" / "benchmark_view_cost.json")
+    ap.add_argument("--k", type=int, default=2, help="dependent dims of the paper's Gaussian (the view's width)")
     a = ap.parse_args()
     s = LMISettings(num_threads=1)
+    s_none = s.replace(view_bias="none")         # session 7's view: no Gaussian-reference bias
     quick = dict(hidden=128, lr=1e-3, max_epochs=60, patience=10, num_threads=1, view="latents")
     rows = []
     warm = synthetic.gaussian_benchmark(400, 6, 2, 1.0, 0)       # numba compiles KSG once, untimed
     _canonical_view(_prepare(warm[0].astype(np.float32), warm[1].astype(np.float32), 0, s), s)
-    print(f"{'N':>6} {'d':>5} {'view s':>8} {'pcs':>4} {'width':>5} {'view MI':>8} {'train s':>8}", flush=True)
+    print(f"{'N':>6} {'d':>5} {'view s':>8} {'no-bias s':>9} {'pcs':>4} {'width':>5} {'bias':>7} {'view MI':>8} "
+          f"{'train s':>8}", flush=True)
     for spec in a.sizes.split(","):
         n, d = (int(v) for v in spec.lower().split("x"))
-        X, Y, truth = synthetic.gaussian_benchmark(n, d, 2, 1.0, 0)
+        X, Y, truth = synthetic.gaussian_benchmark(n, d, a.k, 1.0, 0)
         prep = _prepare(X.astype(np.float32), Y.astype(np.float32), 0, s)
-        times, out = [], {}
+        times, times_none, out = [], [], {}
         for _ in range(a.repeats):
             t = time.perf_counter()
             out = _canonical_view(prep, s)
             times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _canonical_view(prep, s_none)
+            times_none.append(time.perf_counter() - t)
         train_s = float("nan")
         if a.train:
             t = time.perf_counter()
             estimate(X, Y, seed=0, **quick)
             train_s = time.perf_counter() - t
-        row = {"n": n, "d": d, "view_seconds": float(np.median(times)), "view_seconds_all": times,
+        row = {"n": n, "d": d, "k": a.k, "view_seconds": float(np.median(times)), "view_seconds_all": times,
+               "view_seconds_no_bias": float(np.median(times_none)), "view_seconds_no_bias_all": times_none,
                "pcs": out.get("canonical_pcs"), "width": out["cx"].shape[1] if "cx" in out else None,
+               "canonical_bias": out.get("canonical_bias"),
                "mi_canonical": out.get("mi_canonical"), "truth_bits": truth, "train_seconds": train_s}
         rows.append(row)
-        print(f"{n:>6} {d:>5} {row['view_seconds']:>8.2f} {str(row['pcs']):>4} {str(row['width']):>5} "
+        bias = row["canonical_bias"] if row["canonical_bias"] is not None else float("nan")
+        print(f"{n:>6} {d:>5} {row['view_seconds']:>8.2f} {row['view_seconds_no_bias']:>9.2f} {str(row['pcs']):>4} "
+              f"{str(row['width']):>5} {bias:>7.3f} "
               f"{row['mi_canonical'] if row['mi_canonical'] is not None else float('nan'):>8.3f} {train_s:>8.1f}",
               flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
