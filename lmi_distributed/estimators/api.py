@@ -262,8 +262,9 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
 
 def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> dict[str, Any]:
     """The canonical view of one ok pair (:mod:`.canonical`): its (pcs, width) chosen on the training rows,
-    its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates. Returns
-    ``mi_canonical``, ``pmi_canonical`` (n_test,), ``canonical_pcs``, ``cx``, ``cy`` (N, width), and
+    its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates, minus KSG's
+    Gaussian-reference bias (``s.view_bias``, a Gaussian-looking view only). Returns ``mi_canonical``,
+    ``pmi_canonical`` (n_test,), ``canonical_pcs``, ``canonical_bias``, ``cx``, ``cy`` (N, width), and
     with ``keep_map`` ``canonical_map`` (it holds the training rows' inputs
     in float64: kept for ``LMI.fit`` only, like the encoders, not for the many results of a screen);
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
