@@ -62,9 +62,14 @@ def _null_backend(backend: str, device: str) -> str:
     return backend
 
 
+def _status(res: Any) -> str:
+    """The estimator's status of a task ("ok" when the result carries none)."""
+    return str(getattr(res, "status", "ok") or "ok")
+
+
 def _task_mi(res: Any) -> float:
     """The task's MI (bits): NaN whenever the estimator's status is not ok (never a number to trust)."""
-    return float(res.mi) if str(getattr(res, "status", "ok") or "ok") == "ok" else float("nan")
+    return float(res.mi) if _status(res) == "ok" else float("nan")
 
 
 def _view_record(res: Any) -> dict[str, Any]:
@@ -72,7 +77,7 @@ def _view_record(res: Any) -> dict[str, Any]:
     both estimates in bits and the KSG bias subtracted from the canonical view's
     (:mod:`lmi_distributed.estimators.canonical`); "" and NaN when the task is not ok."""
     nan = float("nan")
-    if str(getattr(res, "status", "ok") or "ok") != "ok":
+    if _status(res) != "ok":
         return {"view": "", "mi_latents": nan, "mi_canonical": nan, "canonical_bias": nan}
     return {"view": str(getattr(res, "view", "latents")), "mi_latents": float(getattr(res, "mi_latents", nan)),
             "mi_canonical": float(getattr(res, "mi_canonical", nan)),
@@ -169,7 +174,7 @@ def execute_batch(
             "n_test": int(test.size), "mi": _task_mi(res), "epochs": int(res.epochs),
             "best_epoch": int(res.best_epoch), "latent_null": null.tolist(),
             "batch_id": batch.batch_id, "worker": worker, "device": device, "attempt": int(attempt),
-            "status": str(getattr(res, "status", "ok") or "ok"), "detail": str(getattr(res, "detail", "") or ""),
+            "status": _status(res), "detail": str(getattr(res, "detail", "") or ""),
             **_view_record(res),
         })
     t_end = time.perf_counter()

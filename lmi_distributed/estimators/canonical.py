@@ -260,13 +260,12 @@ def normality_z(z: np.ndarray, max_rows: int = NORMALITY_ROWS) -> float:
         g = z @ np.linalg.inv(np.cov(z.T, bias=True).reshape(p, p)) @ z.T
     except np.linalg.LinAlgError:
         return float("inf")
+    from scipy.stats import kurtosis, skew
+
     df = p * (p + 1) * (p + 2) / 6.0
-    scores = [(n * float((g ** 3).sum()) / n ** 2 / 6.0 - df) / np.sqrt(2.0 * df),
-              (float((np.diag(g) ** 2).mean()) - p * (p + 2)) / np.sqrt(8.0 * p * (p + 2) / n)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sd = z.std(0)
-        w = z / sd
-        scores += list((w ** 3).mean(0) / np.sqrt(6.0 / n)) + list(((w ** 4).mean(0) - 3.0) / np.sqrt(24.0 / n))
+    scores = [(float((g ** 3).sum()) / (6.0 * n) - df) / np.sqrt(2.0 * df),                 # Mardia's b1
+              (float((np.diag(g) ** 2).mean()) - p * (p + 2)) / np.sqrt(8.0 * p * (p + 2) / n),   # ... b2
+              *(skew(z, axis=0) / np.sqrt(6.0 / n)), *(kurtosis(z, axis=0) / np.sqrt(24.0 / n))]
     out = float(np.max(np.abs(scores)))
     return out if np.isfinite(out) else float("inf")
 
