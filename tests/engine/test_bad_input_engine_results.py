@@ -77,7 +77,7 @@ def test_task_table_records_the_view_of_every_estimate(study):
     assert len(ok) and set(ok["view"]) <= {"latents", "canonical"} and len(bad) and (bad["view"] == "").all()
     # "mi" is the estimate the view names; the latents' is always there, the view's is the larger
     lat, can = ok[ok["view"] == "latents"], ok[ok["view"] == "canonical"]
-    assert len(lat) and len(can)        # both kinds occur in this study (measured: 3 and 2 tasks)
+    assert len(lat) and len(can)        # both kinds occur in this study (measured: 2 latents, 3 canonical)
     assert (lat["mi"] == lat["mi_latents"]).all()
     assert (can["mi"] == can["mi_canonical"]).all() and (can["mi"] > can["mi_latents"]).all()
     # no view compared (mi_canonical NaN): nothing subtracted
