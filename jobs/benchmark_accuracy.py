@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="suffix of the method names in the output (ablations of one method side by side)")
     ap.add_argument("--bmi", type=Path, default=None, help="folder of BMI task samples (jobs/bmi_sample.py)")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
+    ap.add_argument("--exclude", action="append", default=[], metavar="TEXT",
+                    help="skip cases whose name contains this text (repeatable; after --only)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: share the machine)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--ksg-k", default="",
@@ -487,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
         cases += bmi_cases(a.bmi, seeds)
     if a.only:
         cases = [c for c in cases if a.only in case_name(*c)]
+    cases = [c for c in cases if not any(t in case_name(*c) for t in a.exclude)]
     if not cases:
         raise SystemExit("no case selected")
     budget = dict(max_epochs=epochs, patience=patience, num_threads=a.threads, hidden=hidden, lr=lr)
