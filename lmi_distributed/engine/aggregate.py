@@ -10,6 +10,8 @@ Per pair (MI in bits):
 - ``null``: which null feeds ``p``/``q``/``z``/``null_mean``/``null_sd`` (config
   ``significance.p_null``; auto = retrain_shuffles when present, else latent_permutations).
 - ``q``: Benjamini-Hochberg over the study's ``ok`` pairs; ``significant`` = q <= alpha.
+- ``n_canonical``: ok observed replicates whose reported MI is the canonical view (task column
+  ``view``; the others report the latents; 0 for parts written before views existed).
 
 Trust (``status``/``detail`` per pair; only the records of the current plan's task keys count,
 so lowering replicates or nulls never averages in old records):
@@ -41,12 +43,14 @@ from lmi_distributed.engine.study_data import load_truth
 __all__ = ["aggregate_pairs", "load_truth", "write_outputs", "PAIR_COLUMNS", "plan_keys", "completeness"]
 
 PAIR_COLUMNS = [
-    "pair", "x", "y", "status", "detail", "n", "replicates", "n_ok_replicates", "estimate", "sem",
+    "pair", "x", "y", "status", "detail", "n", "replicates", "n_ok_replicates", "n_canonical",
+    "estimate", "sem",
     "latent_n_null", "latent_null_mean", "latent_null_sd", "p_latent",
     "shuffle_n_null", "shuffle_n_dropped", "shuffle_null_mean", "shuffle_null_sd", "p_shuffle",
     "null", "null_mean", "null_sd", "p", "q", "z", "significant",
 ]
-_INT_COLUMNS = ("n", "replicates", "n_ok_replicates", "latent_n_null", "shuffle_n_null", "shuffle_n_dropped")
+_INT_COLUMNS = ("n", "replicates", "n_ok_replicates", "n_canonical", "latent_n_null", "shuffle_n_null",
+                "shuffle_n_dropped")
 #: Columns that are NaN for a pair whose status is not ok.
 _NUMBER_COLUMNS = ("estimate", "sem", "latent_null_mean", "latent_null_sd", "p_latent", "shuffle_null_mean",
                    "shuffle_null_sd", "p_shuffle", "null_mean", "null_sd", "p", "q", "z")
@@ -118,9 +122,12 @@ def aggregate_pairs(tasks, cfg: StudyConfig, keys=None):
         status, detail = _status_of(obs if obs is not None else pd.DataFrame(columns=["status"]),
                                     n_stored, planned.get(pk, 0), cfg.replicates)
         n_ok = 0 if obs is None else int((obs["status"] == "ok").sum())
+        n_can = 0 if obs is None or "view" not in obs else int(((obs["status"] == "ok") &
+                                                                 (obs["view"] == "canonical")).sum())
         sh_all = g[g["kind"] == "shuffle"] if g is not None else None
         n_dropped = 0 if sh_all is None else int((sh_all["status"] != "ok").sum())
-        row.update({"status": status, "detail": detail, "n_ok_replicates": n_ok, "shuffle_n_dropped": n_dropped})
+        row.update({"status": status, "detail": detail, "n_ok_replicates": n_ok, "n_canonical": n_can,
+                    "shuffle_n_dropped": n_dropped})
         if obs is None or obs.empty:
             row.update({c: float("nan") for c in PAIR_COLUMNS if c not in row})
             row.update({"n": 0, "replicates": 0, "latent_n_null": 0, "shuffle_n_null": 0,

@@ -41,7 +41,8 @@ __all__ = ["pairwise", "PAIRWISE_COLUMNS", "P_NULLS", "task_seed"]
 
 #: columns of the DataFrame :func:`pairwise` returns, in order (the null columns carry the
 #: engine's ``pairs.parquet`` names: ``latent_*`` latent permutations, ``shuffle_*`` retrain shuffles)
-PAIRWISE_COLUMNS = ["pair", "x", "y", "n", "replicates", "n_ok_replicates", "estimate", "sem",
+PAIRWISE_COLUMNS = ["pair", "x", "y", "n", "replicates", "n_ok_replicates", "n_canonical", "estimate",
+                    "sem",
                     "latent_n_null", "latent_null_mean", "latent_null_sd", "p_latent",
                     "shuffle_n_null", "shuffle_n_dropped", "shuffle_null_mean", "shuffle_null_sd", "p_shuffle",
                     "null", "null_mean", "null_sd", "p", "q", "z", "significant", "status", "detail"]
@@ -155,7 +156,8 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
     neither half. A shuffle task's Y ids move with Y's rows (as in the engine).
 
     Returns a pandas DataFrame, one row per pair, columns :data:`PAIRWISE_COLUMNS`: ``estimate``
-    (mean MI over replicates, bits), ``sem`` (NaN with one replicate), per null (``latent_*``,
+    (mean MI over replicates, bits), ``sem`` (NaN with one replicate), ``n_canonical`` (ok observed
+    replicates whose MI is the canonical view, :attr:`LMIResult.view`; the others: the latents), per null (``latent_*``,
     ``shuffle_*``) the number of draws, mean and sd of the null of replicate means (bits) and its
     p (``p_latent``, ``p_shuffle``; NaN without that null); ``null`` (which null feeds ``p``,
     or "none"), ``null_mean``/``null_sd``/``p``/``z`` from it, ``q`` (BH over the ok pairs),
@@ -248,6 +250,7 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
                                "shuffle_n_dropped": n_dropped}
         bad = [(r, res) for r, res, _ in reps if res.status != "ok"]
         row["n_ok_replicates"] = replicates - len(bad)
+        row["n_canonical"] = sum(1 for _, res, _ in reps if res.status == "ok" and res.view == "canonical")
         if bad:      # flagged: which replicates fail is not random, so no partial mean
             r0, res0 = bad[0]
             detail = f"replicate {r0}: {res0.detail}" if res0.detail else f"replicate {r0}"
@@ -291,6 +294,7 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
     df = pd.DataFrame(out)
     df["q"], df["significant"] = stats.bh_over_ok(df["p"].to_numpy(np.float64), (df["status"] == "ok").to_numpy(),
                                                   alpha)
-    for c in ("n", "replicates", "n_ok_replicates", "latent_n_null", "shuffle_n_null", "shuffle_n_dropped"):
+    for c in ("n", "replicates", "n_ok_replicates", "n_canonical", "latent_n_null", "shuffle_n_null",
+              "shuffle_n_dropped"):
         df[c] = df[c].astype("int64")
     return df[PAIRWISE_COLUMNS]

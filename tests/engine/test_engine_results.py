@@ -297,3 +297,22 @@ def test_an_ok_pairs_tie_caution_reaches_pairs_table():
     assert pairs.loc["A~C", "status"] == "ok" and np.isfinite(pairs.loc["A~C", "q"])
     assert pairs.loc["A~C", "detail"] == f"replicate 1: {caution}"
     assert (pairs.drop(index="A~C")["detail"] == "").all()
+
+
+def test_n_canonical_counts_the_ok_observed_replicates_read_on_the_canonical_view():
+    """pairs.parquet's n_canonical: how many ok observed replicates report the canonical view; shuffle
+    tasks and non-ok replicates do not count; records without a view column (old parts) count 0."""
+    cfg = _cfg()
+    tasks = _all_records(cfg).assign(status="ok", detail="", view="latents")
+    obs = tasks["kind"] == "observed"
+    tasks.loc[obs & (tasks["pair"] == "A~B") & tasks["replicate"].isin([0, 2]), "view"] = "canonical"
+    tasks.loc[~obs, "view"] = "canonical"                             # shuffles never count
+    bad = obs & (tasks["pair"] == "B~C") & (tasks["replicate"] == 1)
+    tasks.loc[obs & (tasks["pair"] == "B~C"), "view"] = "canonical"
+    tasks.loc[bad, ["status", "detail", "mi"]] = ["diverged", "loss went NaN", np.nan]
+    pairs = aggregate_pairs(tasks, cfg).set_index("pair")
+    assert pairs["n_canonical"].dtype == np.int64
+    assert pairs["n_canonical"].to_dict() == {"A~B": 2, "A~C": 0, "B~C": 2}
+    assert pairs.loc["B~C", "status"] == "diverged" and pairs.loc["B~C", "n_ok_replicates"] == 2
+    legacy = aggregate_pairs(_all_records(cfg), cfg)                  # no view column at all
+    assert (legacy["n_canonical"] == 0).all()

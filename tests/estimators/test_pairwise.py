@@ -49,9 +49,11 @@ def test_seeds_are_the_engines_and_replicates_are_estimates(variables):
     df = lmi.pairwise(variables, pairs=[("b", "a")], replicates=2, seed=7, **FAST)
     row = df.iloc[0]
     assert (row["pair"], row["x"], row["y"], row["replicates"]) == ("b~a", "b", "a", 2)
-    mis = [lmi.estimate(variables["b"], variables["a"], seed=engine_seed(7, f"b~a/r{r}/obs"), **FAST).mi
+    res = [lmi.estimate(variables["b"], variables["a"], seed=engine_seed(7, f"b~a/r{r}/obs"), **FAST)
            for r in range(2)]
+    mis = [r.mi for r in res]
     assert row["estimate"] == np.mean(mis)         # same code path, same seeds: exactly equal
+    assert row["n_canonical"] == sum(r.view == "canonical" for r in res)
     assert row["sem"] == pytest.approx(stats.sem(mis), rel=1e-12)
     assert np.isnan(row["p"]) and np.isnan(row["q"]) and not row["significant"]   # no permutations
 
