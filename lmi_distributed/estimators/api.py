@@ -284,7 +284,7 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
                               backend=backend)
         except InputError:          # tied variates (tied inputs, no jitter): this view cannot compete
             return float("-inf")
-    choice, scores, cov, normality_z = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
+    choice, scores, corr, normality_z = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
                                                               seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
     if choice is None or not np.isfinite(scores[choice]):
         return {}
@@ -299,12 +299,13 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)
     except InputError:              # tied held-out variates: the latents' estimate stands alone
         return {}
-    # KSG's bias at a Gaussian with the view's cross-fitted covariance, when its variates look
-    # Gaussian (training rows only, so the same number is subtracted under every permutation of the
-    # held-out rows: .permutation)
+    # KSG's bias at a Gaussian with the view's cross-fitted correlations (training rows) at its held-out
+    # variates' scales, when its variates look Gaussian: the same number under every permutation of
+    # the held-out rows (a column's sd does not change), so .permutation subtracts it unchanged
     bias = 0.0
     if s.view_bias == "gaussian" and normality_z <= canonical.NORMALITY_Z:
-        bias = canonical.ksg_gaussian_bias(cov, len(te), seed=derive_seed(prep.seed, "view-bias"), ksg_mi=mi)
+        bias = canonical.ksg_gaussian_bias(canonical.reference_cov(corr, cx[te], cy[te]), len(te),
+                                           seed=derive_seed(prep.seed, "view-bias"), ksg_mi=mi)
     # the estimate as the permutation null computes it (KSG's mean, then the bias): bit for bit
     return dict(mi_canonical=float(np.mean(pmi)) - bias, pmi_canonical=pmi - bias, canonical_pcs=pcs or 0, cx=cx, cy=cy,
                 canonical_bias=bias, canonical_map=fit if keep_map else None)

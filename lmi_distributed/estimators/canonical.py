@@ -44,7 +44,8 @@ KSG's own bias on a wide view (``settings.view_bias="gaussian"``, session 8): KS
 dependence is spread over several dimensions (1 bit in 4 + 4 Gaussian dims reads 0.79 at 1000 rows).
 When the chosen view's variates look jointly Gaussian on both training halves (:func:`normality_z`
 at most :data:`NORMALITY_Z`), the bias KSG shows on a Gaussian with the view's cross-fitted
-covariance, at the held-out row count (:func:`ksg_gaussian_bias`, :data:`BIAS_REPEATS` seeded
+correlations at the held-out variates' own scales (:func:`reference_cov`), at the held-out row
+count (:func:`ksg_gaussian_bias`, :data:`BIAS_REPEATS` seeded
 samples), is subtracted from the view's estimate. It is computed from training rows only, so the
 permutation null subtracts the same number. The view's estimate is then about unbiased for
 Gaussian-copula inputs rather than a lower bound up to KSG's bias.
@@ -64,7 +65,7 @@ from .ksg import add_noise
 from .seeding import derive_seed
 
 __all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "gaussian_mi_bits",
-           "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS", "NORMALITY_Z"]
+           "reference_cov", "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS", "NORMALITY_Z"]
 
 #: a canonical view is compared with the latents only when its best cross-fitted score exceeds
 #: GATE_Z / sqrt(rows of a half) bits (0.089 bits at 500 rows). On independent pairs the best of ~20
@@ -224,8 +225,8 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
         return ViewChoice(None, scores, None, float("nan"))   # nothing above noise: the latents alone
     p, m = best
     joint = [np.hstack([u[:, :m], v[:, :m]]) for u, v in views[p]]
-    cov = np.mean([np.cov(z.T) for z in joint], axis=0)
-    return ViewChoice(best, scores, cov, max(normality_z(z) for z in joint))
+    corr = np.mean([np.corrcoef(z.T) for z in joint], axis=0)
+    return ViewChoice(best, scores, corr, max(normality_z(z) for z in joint))
 
 
 class ViewChoice(NamedTuple):
@@ -233,16 +234,15 @@ class ViewChoice(NamedTuple):
 
     ``choice``: the best (pcs, width) (the smaller width on a tie), or None when there are no
     candidates, a half would hold k + 1 rows or fewer, or no score clears ``GATE_Z / sqrt(half
-    rows)``; ``scores``: every candidate's score in bits; ``cov`` (2m, 2m): the chosen view's
-    cross-fitted covariance matrix -- of [u, v] (x side first) on the half each map did not see,
-    averaged over the two halves (what :func:`ksg_gaussian_bias` simulates; a covariance, not a
-    correlation, because KSG's max-norm neighbours are not scale-free and a weak variate's
-    out-of-sample scale is not 1); ``normality_z``: :func:`normality_z` of both halves' variates, the larger (how far
+    rows)``; ``scores``: every candidate's score in bits; ``corr`` (2m, 2m): the chosen view's
+    cross-fitted correlation matrix -- the Pearson correlations of [u, v] (x side first) on the
+    half each map did not see, averaged over the two halves (what :func:`ksg_gaussian_bias`
+    simulates, at the held-out scales: :func:`reference_cov`); ``normality_z``: :func:`normality_z` of both halves' variates, the larger (how far
     they are from jointly Gaussian; the bias is removed only up to :data:`NORMALITY_Z`). None /
     NaN without a choice."""
     choice: tuple[int | None, int] | None
     scores: dict[tuple[int | None, int], float]
-    cov: np.ndarray | None
+    corr: np.ndarray | None
     normality_z: float
 
 
@@ -278,6 +278,24 @@ def gaussian_mi_bits(corr: np.ndarray, m: int) -> float:
     return float(0.5 * (ld(corr[:m, :m]) + ld(corr[m:, m:]) - ld(corr)) / np.log(2.0))
 
 
+def reference_cov(corr: np.ndarray | None, cx_te: np.ndarray, cy_te: np.ndarray) -> np.ndarray | None:
+    """The Gaussian reference of :func:`ksg_gaussian_bias` for a view: the cross-fitted correlations
+    ``corr`` (2m, 2m; :class:`ViewChoice`) scaled to the held-out variates' standard deviations
+    (``cx_te``, ``cy_te`` (n_test, m)): D corr D, D = diag(sd). None without ``corr``.
+
+    Why the scales: KSG's max-norm neighbours depend on each coordinate's scale, and a weak variate's
+    scale out of sample is not the unit it has on the fitting rows (measured at d = 5000, width 8:
+    held-out sd 0.4 on the four noise variates; a unit-scale reference read the bias as -0.57 bits
+    where the held-out one reads -0.29, and the estimate 1.34 bits for a truth of 1). Why these
+    scales may be read on the held-out rows: each column's sd is the same under every permutation of
+    the rows, so the permutation null still subtracts the same number (its p-value stays exact), and
+    the marginal scales carry no dependence between X and Y."""
+    if corr is None:
+        return None
+    sd = np.concatenate([np.std(np.asarray(cx_te, np.float64), axis=0), np.std(np.asarray(cy_te, np.float64), axis=0)])
+    return np.asarray(corr, np.float64) * np.outer(sd, sd)
+
+
 def ksg_gaussian_bias(cov: np.ndarray | None, n: int, *, seed: int,
                       ksg_mi: Callable[[np.ndarray, np.ndarray], float], repeats: int = BIAS_REPEATS) -> float:
     """KSG's bias in bits at a Gaussian reference: the mean of ``ksg_mi(u, v)`` over ``repeats``
@@ -288,12 +306,9 @@ def ksg_gaussian_bias(cov: np.ndarray | None, n: int, *, seed: int,
     in 4 + 4 dims reads 0.79 at 1000 rows, k 3; measured), and a view of width 4 or more carries that
     bias whole. The canonical view's variates are linear maps of normal scores, Gaussian whenever the
     inputs are Gaussian up to a map of each column, so the bias at the Gaussian with the view's own
-    cross-fitted covariance is the bias to remove (``settings.view_bias``). The covariance, not the
-    correlation: KSG's max-norm neighbours depend on each coordinate's scale, and a weak variate's
-    scale out of sample is not 1 (measured at d = 5000, width 8: held-out sd 0.4 on the four noise
-    variates; a unit-variance reference read the bias as -0.57 bits instead of -0.26 and the estimate
-    1.34 bits for a truth of 1). Returns 0.0 when ``cov`` is None or not positive definite (no
-    reference to simulate)."""
+    cross-fitted correlations, at the scales of the held-out variates (:func:`reference_cov`), is
+    the bias to remove (``settings.view_bias``). Returns 0.0 when ``cov`` is None or not positive
+    definite (no reference to simulate)."""
     if cov is None or not np.all(np.isfinite(cov)):
         return 0.0
     cov = np.asarray(cov, dtype=np.float64)

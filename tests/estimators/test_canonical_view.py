@@ -107,16 +107,18 @@ def test_gaussian_reference_bias_removes_ksgs_bias_on_a_wide_view():
     Y[:, :4] = r * X[:, :4] + math.sqrt(1 - r * r) * Y[:, :4]
     X, Y = np.sinh(X), np.exp(Y)
     mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
-    choice, _, cov, nz = canonical.select_view(X[:1000], Y[:1000], k=3, seed=0, ksg_mi=mi,
-                                           candidates=canonical.view_candidates(12, 12, 1000, 8))
-    assert choice[1] == 4 and cov.shape == (8, 8) and nz <= canonical.NORMALITY_Z
+    choice, _, corr, nz = canonical.select_view(X[:1000], Y[:1000], k=3, seed=0, ksg_mi=mi,
+                                            candidates=canonical.view_candidates(12, 12, 1000, 8))
+    assert choice[1] == 4 and corr.shape == (8, 8) and nz <= canonical.NORMALITY_Z
     # the cross-fitted correlations: the four pairs near r, within each side near 0
-    sd = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(sd, sd)
     assert np.diag(corr[:4, 4:]) == pytest.approx([r] * 4, abs=0.1)
-    assert canonical.gaussian_mi_bits(cov, 4) == pytest.approx(1.0, abs=0.2)
+    assert canonical.gaussian_mi_bits(corr, 4) == pytest.approx(1.0, abs=0.2)
     fit = canonical.fit_canonical(X[:1000], Y[:1000], pcs=choice[0])
     u, v = fit.transform(X[1000:], Y[1000:], 4)
+    cov = canonical.reference_cov(corr, u, v)
+    sd = np.sqrt(np.diag(cov))
+    assert sd == pytest.approx(np.concatenate([u.std(0), v.std(0)]), rel=1e-12)
+    assert cov / np.outer(sd, sd) == pytest.approx(corr, abs=1e-12)
     bias = canonical.ksg_gaussian_bias(cov, 1000, seed=0, ksg_mi=mi)
     raw = ksg_mi(u, v, k=3)
     # measured: KSG reads 0.78, the bias -0.20, the difference 0.98 (0.92-1.10 at data seeds 8-10);
@@ -186,23 +188,26 @@ def test_fitted_estimator_scores_and_saves_the_canonical_view(tmp_path):
 def test_the_gaussian_reference_keeps_each_variates_scale():
     """KSG's max-norm neighbours depend on scale: a view of width 8 whose four noise variates have sd
     0.4 out of sample (as at d = 5000, where the view took 8 variates for 4 true pairs) reads closer to
-    the truth than a unit-scaled one. The bias must be simulated at those scales (the covariance):
-    at unit scales it comes out twice as large and the corrected estimate overshoots."""
+    the truth than a unit-scaled one. The bias must be simulated at those scales (reference_cov): at
+    unit scales it comes out twice as large and the corrected estimate overshoots."""
     r = math.sqrt(1 - 2 ** -0.5)                       # 0.25 bits per pair, 1 bit in 4 pairs
-    cov = np.eye(16)
+    corr = np.eye(16)
     for i in range(4):
-        cov[i, 8 + i] = cov[8 + i, i] = r
-    for i in (4, 5, 6, 7, 12, 13, 14, 15):             # the noise variates: sd 0.4
-        cov[i, i] = 0.16
+        corr[i, 8 + i] = corr[8 + i, i] = r
+    scale = np.ones(16)
+    scale[[4, 5, 6, 7, 12, 13, 14, 15]] = 0.4          # the noise variates' held-out sd
+    cov = corr * np.outer(scale, scale)
     assert canonical.gaussian_mi_bits(cov, 8) == pytest.approx(1.0, abs=1e-12)
     mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
     z = np.random.default_rng(3).standard_normal((1000, 16)) @ np.linalg.cholesky(cov).T   # the "held-out" view
     raw = mi(z[:, :8], z[:, 8:])
-    sd = np.sqrt(np.diag(cov))
-    scaled = canonical.ksg_gaussian_bias(cov, 1000, seed=0, ksg_mi=mi)
-    unit = canonical.ksg_gaussian_bias(cov / np.outer(sd, sd), 1000, seed=0, ksg_mi=mi)
-    # measured (data seeds 3-6): raw 0.73-0.80, bias -0.27 at the view's scales (-> 0.99-1.07) and
-    # -0.54 at unit scales (-> 1.26-1.34); KSG's sd here is ~0.03, hence 0.1 around the truth and a
-    # margin of 0.1 below the unit-scale overshoot
+    ref = canonical.reference_cov(corr, z[:, :8], z[:, 8:])
+    assert np.sqrt(np.diag(ref)) == pytest.approx(scale, abs=0.05)     # sd of 1000 draws: within ~3 %
+    scaled = canonical.ksg_gaussian_bias(ref, 1000, seed=0, ksg_mi=mi)
+    unit = canonical.ksg_gaussian_bias(corr, 1000, seed=0, ksg_mi=mi)
+    # measured (data seeds 3-6, exact scales): raw 0.73-0.80, bias -0.27 at the view's scales
+    # (-> 0.99-1.07) and -0.54 at unit scales (-> 1.26-1.34); KSG's sd here is ~0.03, hence 0.1
+    # around the truth and a margin of 0.1 below the unit-scale overshoot
     assert raw - scaled == pytest.approx(1.0, abs=0.1)
     assert raw - unit > 1.15
+    assert canonical.reference_cov(None, z[:, :8], z[:, 8:]) is None
