@@ -211,3 +211,20 @@ def test_the_gaussian_reference_keeps_each_variates_scale():
     assert raw - scaled == pytest.approx(1.0, abs=0.1)
     assert raw - unit > 1.15
     assert canonical.reference_cov(None, z[:, :8], z[:, 8:]) is None
+
+
+def test_the_bias_simulations_hold_enough_rows():
+    """Small held-out sets get more simulated samples (KSG's spread falls as 1/sqrt(rows)), within
+    [BIAS_REPEATS, BIAS_MAX_REPEATS]; ksg_gaussian_bias reads exactly that many unless told."""
+    assert [canonical.bias_repeats(n) for n in (10, 1000, 2500, 4000, 100_000)] == [32, 32, 13, 8, 8]
+    calls = []
+
+    def counting(u, v):
+        calls.append(u.shape)
+        return 0.0
+
+    canonical.ksg_gaussian_bias(np.eye(4), 1000, seed=0, ksg_mi=counting)
+    assert calls == [(1000, 2)] * 32
+    calls.clear()
+    canonical.ksg_gaussian_bias(np.eye(4), 1000, seed=0, ksg_mi=counting, repeats=3)
+    assert len(calls) == 3
