@@ -11,7 +11,8 @@ and saves JSON.
     OMP_NUM_THREADS=1 python jobs/benchmark_view_cost.py --sizes 2000x100,5000x25 --repeats 3
 
 Each size is timed with the default ``view_bias="gaussian"`` and with ``view_bias="none"`` (session 7's
-view), so the table shows what the bias estimate (8 simulated KSG runs) adds. ``--k 4``: the wider view.
+view), so the table shows what the bias estimate (8-32 simulated KSG runs,
+``canonical.bias_repeats``) adds. ``--k 4``: the wider view.
 """
 from __future__ import annotations
 
