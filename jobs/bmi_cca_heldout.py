@@ -27,6 +27,7 @@ import numpy as np
 
 
 def _inv_sqrt(c: np.ndarray) -> np.ndarray:
+    # not canonical._inv_sqrt: that one adds the view's ridge (RIDGE); BMI's CCA has none
     w, v = np.linalg.eigh(c)
     return (v / np.sqrt(np.maximum(w, 1e-12 * w.max()))) @ v.T
 

@@ -45,8 +45,8 @@ dependence is spread over several dimensions (1 bit in 4 + 4 Gaussian dims reads
 When the chosen view's variates look jointly Gaussian on both training halves (:func:`normality_z`
 at most :data:`NORMALITY_Z`), the bias KSG shows on a Gaussian with the view's cross-fitted
 correlations at the held-out variates' own scales (:func:`reference_cov`), at the held-out row
-count (:func:`ksg_gaussian_bias`, :func:`bias_repeats` seeded
-samples), is subtracted from the view's estimate. It depends on the training rows and on each
+count (:func:`ksg_gaussian_bias`, :func:`bias_repeats` seeded samples), is subtracted from the
+view's estimate. It depends on the training rows and on each
 held-out variate's sd only, which no permutation of the rows changes, so the permutation null
 subtracts the same number. The view's estimate is then about unbiased for
 Gaussian-copula inputs rather than a lower bound up to KSG's bias.
@@ -88,13 +88,13 @@ RIDGE = 1e-3
 NORMALITY_Z = 5.0
 #: rows of a half on which :func:`normality_z` is computed (its skewness costs rows^2)
 NORMALITY_ROWS = 2000
-#: simulated Gaussian samples per estimate of KSG's bias (:func:`ksg_gaussian_bias`): the bias
-#: estimate's noise is KSG's own sd over sqrt(8) (about 0.015 bits at 1000 rows, 4 + 4 dims; measured)
+#: fewest simulated Gaussian samples per estimate of KSG's bias (:func:`ksg_gaussian_bias`); the bias
+#: estimate's noise is KSG's own sd over sqrt(samples)
 BIAS_REPEATS = 8
-#: ... and more for small held-out sets, up to :data:`BIAS_MAX_REPEATS`, so that the simulations hold
-#: at least this many rows in all (KSG's spread falls as 1/sqrt(rows): the bias estimate's sd is then
-#: about the same at every n; measured at 1000 held-out rows on a width-2 view at d = 5000: sd 0.022
-#: bits with 8 samples, 0.010 with 32, over 12 seeds)
+#: more for small held-out sets, up to :data:`BIAS_MAX_REPEATS`, so that the simulations hold at
+#: least this many rows in all (:func:`bias_repeats`; KSG's spread falls as 1/sqrt(rows), so the bias
+#: estimate's sd is then about the same at every n; measured at 1000 held-out rows on a width-2 view
+#: at d = 5000: sd 0.022 bits with 8 samples, 0.010 with 32, over 12 seeds)
 BIAS_ROWS = 32_000
 BIAS_MAX_REPEATS = 32
 
@@ -245,7 +245,8 @@ class ViewChoice(NamedTuple):
     rows)``; ``scores``: every candidate's score in bits; ``corr`` (2m, 2m): the chosen view's
     cross-fitted correlation matrix -- the Pearson correlations of [u, v] (x side first) on the
     half each map did not see, averaged over the two halves (what :func:`ksg_gaussian_bias`
-    simulates, at the held-out scales: :func:`reference_cov`); ``normality_z``: :func:`normality_z` of both halves' variates, the larger (how far
+    simulates, at the held-out scales: :func:`reference_cov`); ``normality_z``: :func:`normality_z`
+    of both halves' variates, the larger (how far
     they are from jointly Gaussian; the bias is removed only up to :data:`NORMALITY_Z`). None /
     NaN without a choice."""
     choice: tuple[int | None, int] | None
@@ -314,8 +315,9 @@ def reference_cov(corr: np.ndarray | None, cx_te: np.ndarray, cy_te: np.ndarray)
 def ksg_gaussian_bias(cov: np.ndarray | None, n: int, *, seed: int,
                       ksg_mi: Callable[[np.ndarray, np.ndarray], float], repeats: int | None = None) -> float:
     """KSG's bias in bits at a Gaussian reference: the mean of ``ksg_mi(u, v)`` over ``repeats``
-    (default :func:`bias_repeats` of ``n``) samples of ``n`` rows drawn from N(0, ``cov``) (``cov`` (2m, 2m), the x side's m coordinates
-    first; seeded by ``seed``), minus that Gaussian's exact MI (:func:`gaussian_mi_bits`).
+    (default :func:`bias_repeats` of ``n``) samples of ``n`` rows drawn from N(0, ``cov``) (``cov``
+    (2m, 2m), the x side's m coordinates first; seeded by ``seed``), minus that Gaussian's exact MI
+    (:func:`gaussian_mi_bits`).
 
     Why: KSG reads low when the dependence is spread over several dimensions (a Gaussian with 1 bit
     in 4 + 4 dims reads 0.79 at 1000 rows, k 3; measured), and a view of width 4 or more carries that

@@ -157,8 +157,8 @@ def pairwise(variables: Mapping[str, np.ndarray], pairs: str | Sequence[tuple[st
 
     Returns a pandas DataFrame, one row per pair, columns :data:`PAIRWISE_COLUMNS`: ``estimate``
     (mean MI over replicates, bits), ``sem`` (NaN with one replicate), ``n_canonical`` (ok observed
-    replicates whose MI is the canonical view, :attr:`LMIResult.view`; the others: the latents), per null (``latent_*``,
-    ``shuffle_*``) the number of draws, mean and sd of the null of replicate means (bits) and its
+    replicates whose MI is the canonical view, :attr:`LMIResult.view`; the others: the latents), per
+    null (``latent_*``, ``shuffle_*``) the number of draws, mean and sd of the null of replicate means (bits) and its
     p (``p_latent``, ``p_shuffle``; NaN without that null); ``null`` (which null feeds ``p``,
     or "none"), ``null_mean``/``null_sd``/``p``/``z`` from it, ``q`` (BH over the ok pairs),
     ``significant``, ``status``/``detail``. Shuffle trainings that are not ok are dropped from the

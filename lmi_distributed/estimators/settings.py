@@ -116,7 +116,7 @@ class SettingsFields(BaseModel):
                               "is reported (estimators.canonical); 'latents': the latents only, the paper's")
     view_bias: Literal["gaussian", "none"] = Field(
         "gaussian", description="'gaussian': subtract from the canonical view's KSG estimate KSG's bias at a "
-                                "Gaussian with the view's cross-fitted covariance, simulated "
+                                "Gaussian with the view's cross-fitted correlations at its held-out variates' sds, simulated "
                                 "(estimators.canonical.ksg_gaussian_bias); 'none': the KSG estimate as read "
                                 "(session 7). No effect with view='latents'")
 
