@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'seed':>4} {'held':>7} {'oracle':>7} {'resid':>7} | {'blocks resid mean (sd)':>22} | refits resid")
     for s in range(a.seeds):
         X, Y, truth = gaussian_benchmark(a.n, a.d, a.k, a.bits, s)
+        if s == 0:     # law_rows keeps the law: with the law's own row seed it gives the sample back
+            xs, ys = law_rows(a.n, a.n, a.d, a.k, a.bits, s, s)
+            assert np.array_equal(xs, X) and np.array_equal(ys, Y)
         est = lmi.LMI(random_state=s, **kw).fit(X, Y)
         te = est.test_idx_
         n_te = len(te)
