@@ -11,9 +11,9 @@ read: held-out ECDF normal scores, k = 3, the seeded jitter) on
 - **refits**: ``--refits`` new fits with the held-out rows replaced by fresh rows (training rows
   and seed kept), each read on its new held-out rows.
 
-Every read is set against its rows' **oracle**: the Gaussian MI of the sample correlations of the k
-dependent column pairs, ``sum_i -1/2 log2(1 - r_i^2)`` (bits). The oracle carries the sample's own
-luck (its sd at 1000 rows and 1 bit is about 0.04 bits); the residual ``read - oracle`` is what the
+Every read is set against its rows' **oracle**: the Gaussian MI (bits) of the sample correlation
+matrix of the k dependent columns of X and of Y (for k = 1, ``-1/2 log2(1 - r^2)``). The oracle
+carries the sample's own luck (its sd at 1000 rows and 1 bit is about 0.04 bits); the residual ``read - oracle`` is what the
 latents and KSG add. If the held-out residuals spread like the blocks' and the refits', the held-out
 rows are one more sample to the fit; if they spread wider, the fit depends on them (early stopping
 chose its epoch on them; the z-scores use all N rows).
@@ -50,9 +50,11 @@ def law_rows(n_orig: int, n: int, d: int, k: int, bits: float, law_seed: int,
 
 
 def oracle_bits(x: np.ndarray, y: np.ndarray, k: int) -> float:
-    """Gaussian MI (bits) of the sample correlations of the k dependent column pairs of x, y (n, d)."""
-    r = np.array([np.corrcoef(x[:, i], y[:, i])[0, 1] for i in range(k)])
-    return float(-0.5 * np.log2(1.0 - r * r).sum())
+    """Gaussian MI (bits) of the sample correlation matrix of the k dependent columns of x and of y
+    (n, d): :func:`canonical.gaussian_mi_bits` of the (2k, 2k) matrix."""
+    from lmi_distributed.estimators.canonical import gaussian_mi_bits
+
+    return gaussian_mi_bits(np.corrcoef(np.hstack([x[:, :k], y[:, :k]]), rowvar=False), k)
 
 
 def latent_read(est, x: np.ndarray, y: np.ndarray) -> float:
@@ -68,6 +70,7 @@ def latent_read(est, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def spread(res: list[float]) -> dict:
+    """n, mean and sd (ddof 1) of a list of bits."""
     a = np.asarray(res, dtype=float)
     return {"n": int(a.size), "mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else float("nan")}
 
