@@ -75,7 +75,8 @@ class LMIResult:
     #: or "canonical" (the larger of the two); ``mi_latents`` / ``mi_canonical`` both estimates in
     #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, no view
     #: above the noise gate, or a pair that is not ok);
-    #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns);
+    #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns; -1: the
+    #: columns that correlate with the other side, :data:`.canonical.SCREENED`);
     #: ``canonical_bias`` the KSG bias in bits subtracted from its KSG estimate and from each of its pMI
     #: (``settings.view_bias``; 0.0 with "none" or no view): ``mi_canonical`` is the KSG estimate minus it;
     #: ``cx`` / ``cy`` (N, width) float64 its canonical variates of all rows (NaN on rows in neither
@@ -289,7 +290,7 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
     if choice is None or not np.isfinite(scores[choice]):
         return {}
     pcs, width = choice
-    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True)
+    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True, width=width)
     n = prep.xz.shape[0]
     cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
     cx[tr], cy[tr] = u_tr[:, :width], v_tr[:, :width]
