@@ -10,9 +10,12 @@ and saves JSON.
     OMP_NUM_THREADS=1 python jobs/benchmark_view_cost.py                      # quick budget
     OMP_NUM_THREADS=1 python jobs/benchmark_view_cost.py --sizes 2000x100,5000x25 --repeats 3
 
-Each size is timed with the default ``view_bias="gaussian"`` and with ``view_bias="none"`` (session 7's
+Each size is timed with the default ``view_bias="gaussian"``, with ``view_bias="none"`` (session 7's
 view), so the table shows what the bias estimate (8-32 simulated KSG runs,
-``canonical.bias_repeats``) adds. ``--k 4``: the wider view.
+``canonical.bias_repeats``) adds, and without the screened candidate (session 11:
+``canonical.SCREENED`` left out of ``view_candidates``; on the paper's Gaussian the screen keeps half
+the columns, so it only costs its cross-correlations, d_x * d_y * rows per training half). ``--k 4``:
+the wider view.
 """
 from __future__ import annotations
 
@@ -22,13 +25,23 @@ import sys
 import time
 from pathlib import Path
 
+from unittest import mock
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmi_distributed import synthetic  # noqa: E402
+from lmi_distributed.estimators import canonical  # noqa: E402
 from lmi_distributed.estimators.api import _canonical_view, _prepare, estimate  # noqa: E402
+
+_ALL_CANDIDATES = canonical.view_candidates
+
+
+def _without_screen(*args, **kwargs):
+    """:func:`canonical.view_candidates` without the screened candidate (the view before session 11)."""
+    return tuple(c for c in _ALL_CANDIDATES(*args, **kwargs) if c[0] != canonical.SCREENED)
 from lmi_distributed.estimators.settings import LMISettings  # noqa: E402
 
 
@@ -47,13 +60,13 @@ def main() -> None:
     rows = []
     warm = synthetic.gaussian_benchmark(400, 6, 2, 1.0, 0)       # numba compiles KSG once, untimed
     _canonical_view(_prepare(warm[0].astype(np.float32), warm[1].astype(np.float32), 0, s), s)
-    print(f"{'N':>6} {'d':>5} {'view s':>8} {'no-bias s':>9} {'pcs':>4} {'width':>5} {'bias':>7} {'view MI':>8} "
+    print(f"{'N':>6} {'d':>5} {'view s':>8} {'no-bias s':>9} {'no-screen s':>11} {'pcs':>4} {'width':>5} {'bias':>7} {'view MI':>8} "
           f"{'train s':>8}", flush=True)
     for spec in a.sizes.split(","):
         n, d = (int(v) for v in spec.lower().split("x"))
         X, Y, truth = synthetic.gaussian_benchmark(n, d, a.k, 1.0, 0)
         prep = _prepare(X.astype(np.float32), Y.astype(np.float32), 0, s)
-        times, times_none, out = [], [], {}
+        times, times_none, times_noscreen, out = [], [], [], {}
         for _ in range(a.repeats):
             t = time.perf_counter()
             out = _canonical_view(prep, s)
@@ -61,6 +74,10 @@ def main() -> None:
             t = time.perf_counter()
             _canonical_view(prep, s_none)
             times_none.append(time.perf_counter() - t)
+            with mock.patch.object(canonical, "view_candidates", _without_screen):
+                t = time.perf_counter()
+                _canonical_view(prep, s)
+                times_noscreen.append(time.perf_counter() - t)
         train_s = float("nan")
         if a.train:
             t = time.perf_counter()
@@ -68,12 +85,14 @@ def main() -> None:
             train_s = time.perf_counter() - t
         row = {"n": n, "d": d, "k": a.k, "view_seconds": float(np.median(times)), "view_seconds_all": times,
                "view_seconds_no_bias": float(np.median(times_none)), "view_seconds_no_bias_all": times_none,
+               "view_seconds_no_screen": float(np.median(times_noscreen)), "view_seconds_no_screen_all": times_noscreen,
                "pcs": out.get("canonical_pcs"), "width": out["cx"].shape[1] if "cx" in out else None,
                "canonical_bias": out.get("canonical_bias"),
                "mi_canonical": out.get("mi_canonical"), "truth_bits": truth, "train_seconds": train_s}
         rows.append(row)
         bias = row["canonical_bias"] if row["canonical_bias"] is not None else float("nan")
-        print(f"{n:>6} {d:>5} {row['view_seconds']:>8.2f} {row['view_seconds_no_bias']:>9.2f} {str(row['pcs']):>4} "
+        print(f"{n:>6} {d:>5} {row['view_seconds']:>8.2f} {row['view_seconds_no_bias']:>9.2f} "
+              f"{row['view_seconds_no_screen']:>11.2f} {str(row['pcs']):>4} "
               f"{str(row['width']):>5} {bias:>7.3f} "
               f"{row['mi_canonical'] if row['mi_canonical'] is not None else float('nan'):>8.3f} {train_s:>8.1f}",
               flush=True)
