@@ -72,7 +72,7 @@ from .ksg import add_noise
 from .seeding import derive_seed
 
 __all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "gaussian_mi_bits",
-           "screen_columns", "SCREENED", "SCREEN_ALPHA", "SCREEN_FRACTION",
+           "screen_columns", "SCREENED", "SCREEN_ALPHA", "SCREEN_FRACTION", "SCREEN_MAX_MULTIPLY_ADDS",
            "reference_cov", "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS",
            "BIAS_ROWS", "BIAS_MAX_REPEATS", "bias_repeats", "NORMALITY_Z"]
 
@@ -121,6 +121,10 @@ SCREEN_ALPHA = 0.01
 #: ladder of screened sizes offered everywhere (no bound), the view's mean |error| over the d <= 100
 #: cases rose from 0.048 to 0.054 bits (3 seeds), more candidates to choose from on noisy scores
 SCREEN_FRACTION = 0.25
+#: the screen is offered only when its cross-correlations, d_x * d_y * (rows of a half) multiply-adds
+#: per half, stay below this: 0.86 s per half measured at d_x = d_y = 5000 and 500 rows (1.25e10) on
+#: one thread of the 2-core development machine; at 50 000 columns per side it would take minutes
+SCREEN_MAX_MULTIPLY_ADDS = 2e10
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def screen_columns(sx: np.ndarray, sy: np.ndarray, *, at_least: int = 0,
     padded with its next strongest columns to ``at_least`` (the final map's width). With a
     ``fraction`` (:data:`SCREEN_FRACTION` in :func:`select_view`), None when a side keeps no column or
     more than that fraction of its columns. Costs d_x * d_y * n (the cross-correlations, in blocks of
-    x columns: at most 1024 * d_y floats at once)."""
+    x columns: at most 2^22 floats, 32 MB, at once)."""
     from scipy.stats import norm
 
     n, d_x = sx.shape
@@ -196,12 +200,13 @@ def screen_columns(sx: np.ndarray, sy: np.ndarray, *, at_least: int = 0,
     sdx = sx.std(0)
     best_x = np.zeros(d_x)
     best_y = np.zeros(d_y)
-    for lo in range(0, d_x, 1024):
-        blk = sx[:, lo:lo + 1024]
-        zx = blk / np.maximum(sdx[lo:lo + 1024], 1e-300)
-        zx[:, sdx[lo:lo + 1024] == 0] = 0.0
+    step = max(1, (1 << 22) // max(d_y, 1))
+    for lo in range(0, d_x, step):
+        sd = sdx[lo:lo + step]
+        zx = sx[:, lo:lo + step] / np.maximum(sd, 1e-300)
+        zx[:, sd == 0] = 0.0
         r = np.abs(zx.T @ zy) / n
-        best_x[lo:lo + 1024] = r.max(1)
+        best_x[lo:lo + step] = r.max(1)
         best_y = np.maximum(best_y, r.max(0))
     bound = float(norm.isf(SCREEN_ALPHA / (2.0 * d_x * d_y))) / np.sqrt(n)
     out = []
@@ -251,7 +256,8 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[
     neither side has more columns than a quarter of the training rows, so a cross-fit half holds at
     least twice the columns) or 8, 16, 32, ... principal components per side (fewer than the wider
     side's columns, at most a quarter of the training rows), then :data:`SCREENED` (the screened
-    columns, when each side has 4 columns or more). ``width``: 1, 2, 4, ... up to ``latent_dim`` and
+    columns, when each side has 4 columns or more and the screen costs at most
+    :data:`SCREEN_MAX_MULTIPLY_ADDS`). ``width``: 1, 2, 4, ... up to ``latent_dim`` and
     the narrower side (after the reduction; for :data:`SCREENED`, a quarter of the narrower side,
     the most columns it may keep). Empty when nothing fits."""
     cap = n_train // 4
@@ -270,7 +276,8 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[
             widths.append(r)
         out += [(pcs, w) for w in widths]
     r = min(latent_dim, int(SCREEN_FRACTION * d_x), int(SCREEN_FRACTION * d_y))
-    if r >= 1 and cap >= 8:                  # as for 8 principal components: a half holds 4 rows per column
+    # cap >= 8 as for 8 principal components (a half holds 4 rows per column); the screen's cost bounded
+    if r >= 1 and cap >= 8 and float(d_x) * d_y * (n_train // 2) <= SCREEN_MAX_MULTIPLY_ADDS:
         out += [(SCREENED, w) for w in [1 << i for i in range(r.bit_length()) if (1 << i) <= r]]
     return tuple(out)
 
