@@ -221,7 +221,9 @@ def screen_columns(sx: np.ndarray, sy: np.ndarray, *, at_least: int = 0,
 
 def _selection(d: int, cols: np.ndarray) -> np.ndarray:
     """(d, len(cols)) the unit vectors of columns ``cols``: a basis for :func:`_cca`."""
-    return np.eye(d)[:, cols]
+    basis = np.zeros((d, len(cols)))
+    basis[np.asarray(cols), np.arange(len(cols))] = 1.0
+    return basis
 
 
 def _scores(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
