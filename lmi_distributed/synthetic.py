@@ -228,6 +228,33 @@ def low_variance_dependence(n: int, d: int, n_dir: int, mi_bits: float, seed: in
     return out[0], out[1], float(truth) + 0.0
 
 
+def sparse_columns_dependence(n: int, d: int, n_dep: int, mi_bits: float, seed: int, warp: bool = True
+                              ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Dependence confined to ``n_dep`` of the ``d`` coordinates of each side (a few genes among many).
+
+    X, Y (n, d): independent standard Gaussian columns, except ``n_dep`` pairs (X_a, Y_b) at random
+    column positions (drawn per side) with correlation r = sqrt(1 - 2**(-2 mi_bits / n_dep)),
+    independent across pairs; no rotation, every column of the same variance. With ``warp``, a random
+    smooth increasing map per column (:func:`warp_columns`). Like BMI's sparse multinormal tasks,
+    at any d. Returns (X, Y, truth): X, Y (n, d) float64, truth = -(n_dep/2) log2(1 - r^2) =
+    ``mi_bits`` (bits)."""
+    if not (1 <= n_dep <= d):
+        raise ValueError(f"need 1 <= n_dep <= d, got n_dep={n_dep}, d={d}")
+    if mi_bits < 0:
+        raise ValueError(f"need mi_bits >= 0, got {mi_bits}")
+    rng = np.random.default_rng([seed, 14])
+    r = math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / n_dep))
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((n, d))
+    cx = rng.choice(d, size=n_dep, replace=False)
+    cy = rng.choice(d, size=n_dep, replace=False)
+    Y[:, cy] = r * X[:, cx] + math.sqrt(1.0 - r * r) * Y[:, cy]
+    if warp:
+        X, Y = warp_columns(X, rng), warp_columns(Y, rng)
+    truth = -(n_dep / 2.0) * math.log2(1.0 - r * r)
+    return X, Y, float(truth) + 0.0
+
+
 def independent_structured(n: int, d: int, kind: str, seed: int, rank: int = 3
                            ) -> tuple[np.ndarray, np.ndarray, float]:
     """Independent X and Y (truth 0 bits) with structure that can fool an estimator.

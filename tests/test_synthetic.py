@@ -90,7 +90,8 @@ def test_markov_chain_correlation_and_truth():
 
 # --- accuracy-suite generators (issue 11) -------------------------------------------------------
 from lmi_distributed.synthetic import (WARPS, independent_structured, low_variance_dependence,  # noqa: E402
-                                       random_rotation, rotated_warped_gaussian, warp_columns)
+                                       random_rotation, rotated_warped_gaussian, sparse_columns_dependence,
+                                       warp_columns)
 
 
 def _gaussian_mi_bits(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -156,6 +157,25 @@ def test_rotated_gaussian_keeps_the_truth():
     for j in range(12):
         o = np.argsort(X[:, j])
         assert (np.diff(Xw[o, j]) > 0).all()
+
+
+def test_sparse_columns_dependence_puts_the_truth_in_n_dep_column_pairs():
+    n, d = 20000, 40
+    X, Y, truth = sparse_columns_dependence(n, d, 2, 1.0, seed=3, warp=False)
+    assert X.shape == Y.shape == (n, d) and truth == pytest.approx(1.0, abs=1e-12)
+    # exactly 2 column pairs correlate, each at r = sqrt(1 - 2^-1) = 0.707 (sd of a sample r from
+    # 20000 rows ~0.005; every other |r| stays below 0.04, 5 sd)
+    c = np.corrcoef(X.T, Y.T)[:d, d:]
+    strong = np.argwhere(np.abs(c) > 0.3)
+    assert len(strong) == 2 and len(set(strong[:, 0])) == len(set(strong[:, 1])) == 2
+    assert np.abs(c[tuple(strong.T)]) == pytest.approx([0.5 ** 0.5] * 2, abs=0.02)
+    assert np.sort(np.abs(c).ravel())[-3] < 0.04
+    mi, _, _ = _gaussian_mi_bits(X, Y)
+    assert mi == pytest.approx(truth, abs=0.05)       # as above: sampling error plus spurious canonical corr
+    # warped: each column an increasing map of the unwarped one (same seed)
+    Xw, _, _ = sparse_columns_dependence(n, d, 2, 1.0, seed=3)
+    o = np.argsort(X[:, 0])
+    assert (np.diff(Xw[o, 0]) > 0).all()
 
 
 @pytest.mark.parametrize("n_dir", [1, 3])
