@@ -438,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="small suite: N=2000, 2 seeds, hidden 128, lr 1e-3, 60 epochs, patience 10")
     ap.add_argument("--n", type=int, default=None, help="rows per sample (quick 2000, full 2000)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per case (quick 2, full 3)")
+    ap.add_argument("--seed-start", type=int, default=0,
+                    help="first seed (seeds seed-start .. seed-start + seeds - 1): more seeds of a slow case "
+                         "in a second run (--table keeps one run per method: pool their rows by hand)")
     ap.add_argument("--max-epochs", type=int, default=None, help="quick 60, full 300 (the paper's)")
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden width of every method, latentmi included (quick 128; full: the paper's 1024)")
@@ -513,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     hidden = a.hidden or (128 if a.quick else None)
     lr = a.lr or (1e-3 if a.quick else 1e-4)
     patience = a.patience or (10 if a.quick else 30)
-    seeds = list(range(n_seeds))
+    seeds = list(range(a.seed_start, a.seed_start + n_seeds))
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     ks = tuple(int(v) for v in a.ksg_k.split(",") if v.strip())
     cca = tuple(v.strip() for v in a.cca.split(",") if v.strip())
