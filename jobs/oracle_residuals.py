@@ -1,0 +1,109 @@
+"""How far each estimator's read sits from what its own held-out rows allow, on the paper's Gaussian.
+
+For the paper's Gaussian (Algorithm 4) the most any estimator can read on a set of rows is the
+Gaussian MI of the sample correlations of the k dependent columns there (the *oracle*,
+``heldout_vs_fresh.oracle_bits``). Reads taken on different held-out rows of the same sample differ
+by their rows' luck; the residual read - oracle removes it, so estimators with different splits can
+be compared seed by seed. Here: our estimator under several settings (the same seeds, hence the same
+split), and latentmi's reads from a ``benchmark_accuracy.py --methods latentmi`` result file (its
+held-out rows rebuilt as latentmi draws them: ``np.random.seed(seed)`` then ``np.random.shuffle`` of
+``arange(N)``, the second half; the job that ran it seeds numpy so).
+
+Prints a table (per method: mean and sd of the residual, median |error| against the truth) and
+writes JSON (``jobs/results/oracle_residuals.json`` unless ``--out``). Bits throughout.
+
+    OMP_NUM_THREADS=1 python jobs/oracle_residuals.py --d 5000 --k 1 --seeds 5 \\
+        --latentmi jobs/results/benchmark_accuracy_latentmi_d5000k1_s11.json \\
+        jobs/results/benchmark_accuracy_latentmi_d5000k1_seeds34_s11.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "jobs"))
+
+from heldout_vs_fresh import oracle_bits  # noqa: E402
+from lmi_distributed import synthetic  # noqa: E402
+from lmi_distributed.estimators.settings import PAPER  # noqa: E402
+
+#: the settings compared, each on top of the quick budget: the default, then one default beyond the
+#: paper switched off at a time, then the paper's estimator
+VARIANTS = {
+    "default": {},
+    "latents": {"view": "latents"},
+    "no_infonce": {"view": "latents", "contrastive_weight": 0.0},
+    "no_gaussianize": {"view": "latents", "ksg_gaussianize": False},
+    "paper": dict(PAPER),
+}
+
+
+def latentmi_rows(path: Path, n: int, d: int, k: int, bits: float) -> list[dict]:
+    """latentmi's reads in a result file, each with the oracle of latentmi's own held-out rows."""
+    case = json.loads(path.read_text())["cases"][0]
+    out = []
+    for row in case["methods"]["latentmi"]["rows"]:
+        s = int(row["seed"])
+        X, Y, _ = synthetic.gaussian_benchmark(n, d, k, bits, s)
+        np.random.seed(s)
+        idx = np.arange(n)
+        np.random.shuffle(idx)
+        te = idx[n // 2:]
+        out.append(dict(seed=s, read=row["estimate"], oracle=oracle_bits(X[te], Y[te], k)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--d", type=int, default=5000)
+    ap.add_argument("--k", type=int, default=1)
+    ap.add_argument("--bits", type=float, default=1.0)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
+    ap.add_argument("--latentmi", type=Path, nargs="*", default=[],
+                    help="benchmark_accuracy.py latentmi results of this case (their seeds pooled)")
+    ap.add_argument("--out", type=Path, default=ROOT / "jobs" / "results" / "oracle_residuals.json")
+    a = ap.parse_args(argv)
+    from lmi_distributed.estimators.api import estimate_many
+
+    budget = dict(hidden=128, lr=1e-3, max_epochs=60, patience=10, num_threads=1)
+    seeds = list(range(a.seeds))
+    data = [synthetic.gaussian_benchmark(a.n, a.d, a.k, a.bits, s) for s in seeds]
+    rows: dict[str, list[dict]] = {}
+    for name in [v for v in a.variants.split(",") if v]:       # --variants "": latentmi's rows only
+        t0 = time.perf_counter()
+        res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, validate=False, **budget, **VARIANTS[name])
+        rows[name] = [dict(seed=s, read=r.mi, oracle=oracle_bits(X[r.test_idx], Y[r.test_idx], a.k))
+                      for s, r, (X, Y, _) in zip(seeds, res, data)]
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    if a.latentmi:
+        rows["latentmi"] = [r for f in a.latentmi for r in latentmi_rows(f, a.n, a.d, a.k, a.bits)]
+    summary = {}
+    print(f"\ngauss d={a.d} k={a.k} {a.bits:g}b, N={a.n}: read - oracle of its own held-out rows (bits)")
+    print(f"{'method':<16} {'seeds':>5} {'resid mean':>10} {'resid sd':>9} {'median|err|':>12}  reads")
+    for name, rs in rows.items():
+        resid = np.array([r["read"] - r["oracle"] for r in rs])
+        err = np.abs(np.array([r["read"] for r in rs]) - a.bits)
+        summary[name] = dict(seeds=len(rs), resid_mean=float(resid.mean()),
+                             resid_sd=float(resid.std(ddof=1)) if len(rs) > 1 else float("nan"),
+                             median_abs_error=float(np.median(err)))
+        print(f"{name:<16} {len(rs):>5} {resid.mean():>10.3f} {summary[name]['resid_sd']:>9.3f} "
+              f"{np.median(err):>12.3f}  " + " ".join(f"{r['read']:.3f}" for r in rs))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(dict(meta=dict(vars(a), out=str(a.out), latentmi=[str(f) for f in a.latentmi],
+                                               budget=budget),
+                                     summary=summary, rows=rows), indent=1))
+    print(f"\nwrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
