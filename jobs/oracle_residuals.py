@@ -42,6 +42,7 @@ VARIANTS = {
     "no_infonce": {"view": "latents", "contrastive_weight": 0.0},
     "no_gaussianize": {"view": "latents", "ksg_gaussianize": False},
     "paper": dict(PAPER),
+    "paper_last": {**PAPER, "restore_best": False},      # latentmi's effective behaviour: the last weights
 }
 
 
