@@ -188,26 +188,24 @@ def cca_mi(g, variant: str, k: int = 3) -> float:
     return ksg_mi(ux, vy, k=k)
 
 
+def _larger(latents: float, canonical: float) -> float:
+    """What ``view="select"`` reports: the canonical view's estimate when there is one and it is
+    larger, else the latents'."""
+    return latents if not np.isfinite(canonical) or canonical <= latents else canonical
+
+
 def _without_screen(g, X: np.ndarray, Y: np.ndarray) -> float:
     """Result ``g``'s estimate had the canonical view not had the screened candidate
     (``canonical.SCREENED``): its view recomputed (same inputs, split, seed and settings) with
-    ``canonical.view_candidates`` less that candidate, then the larger of it and the same latents."""
-    from unittest import mock
-
+    ``screen=False``, then the larger of it and the same latents."""
     from lmi_distributed.estimators import canonical
     from lmi_distributed.estimators.api import _canonical_view, _check_pair, _prepare
 
     if g.canonical_pcs != canonical.SCREENED:
         return g.mi
-    full = canonical.view_candidates
-
-    def candidates(*args, **kwargs):
-        return tuple(c for c in full(*args, **kwargs) if c[0] != canonical.SCREENED)
     X, Y = _check_pair(X, Y, g.settings, "")
-    with mock.patch.object(canonical, "view_candidates", candidates):
-        view = _canonical_view(_prepare(X, Y, g.seed, g.settings), g.settings)
-    can = view.get("mi_canonical", float("nan"))
-    return g.mi_latents if not np.isfinite(can) or can <= g.mi_latents else can
+    view = _canonical_view(_prepare(X, Y, g.seed, g.settings), g.settings, screen=False)
+    return _larger(g.mi_latents, view.get("mi_canonical", float("nan")))
 
 
 def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks: tuple[int, ...] = (),
@@ -248,11 +246,10 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
         if all(getattr(g.settings, "view_bias", "none") == "gaussian" for g in res):
             # ... and the same trainings and views without the view's bias correction (session 7's default:
             # the choice of view does not depend on the correction, so this is that estimate exactly)
-            def raw(g) -> float:
-                can = g.mi_canonical + g.canonical_bias
-                return g.mi_latents if not np.isfinite(can) or can <= g.mi_latents else can
             by_k["nobias"] = [float("nan") if sts[i] != "ok" else
-                              float(np.mean([raw(res[r * n + i]) for r in range(repeats)])) for i in range(n)]
+                              float(np.mean([_larger(g.mi_latents, g.mi_canonical + g.canonical_bias)
+                                             for g in (res[r * n + i] for r in range(repeats))]))
+                              for i in range(n)]
         # ... and without the screened candidate (session 11's ablation): the same trainings, the view
         # recomputed without canonical.SCREENED where the screen was chosen (elsewhere removing a
         # candidate that lost changes nothing, so the estimate is the default's exactly)

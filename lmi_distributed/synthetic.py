@@ -11,10 +11,16 @@ import numpy as np
 _VAR_X, _VAR_Y = 6.0, 3.5          # paper Alg. 4 as coded in the paper's notebooks
 
 
+def pair_correlation(mi_bits: float, k: int) -> float:
+    """The correlation r of each of ``k`` independent bivariate Gaussian pairs that together carry
+    ``mi_bits``: -(k/2) log2(1 - r^2) = mi_bits, r = sqrt(1 - 2**(-2 b / k))."""
+    return math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / k))
+
+
 def gaussian_rho(mi_bits: float, k: int) -> float:
     """Covariance entry rho of Alg. 4 giving ``mi_bits`` over ``k`` dependent dims:
     ``rho = sqrt(21) * sqrt(1 - 2**(-2 b / k))``."""
-    return math.sqrt(_VAR_X * _VAR_Y) * math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / k))
+    return math.sqrt(_VAR_X * _VAR_Y) * pair_correlation(mi_bits, k)
 
 
 def gaussian_benchmark(n: int, d: int, k: int, mi_bits: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -212,7 +218,7 @@ def low_variance_dependence(n: int, d: int, n_dir: int, mi_bits: float, seed: in
     if not (0 < var_fraction < 1) or mi_bits < 0:
         raise ValueError(f"need 0 < var_fraction < 1 and mi_bits >= 0, got {var_fraction}, {mi_bits}")
     rng = np.random.default_rng([seed, 12])
-    r = math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / n_dir))
+    r = pair_correlation(mi_bits, n_dir)
     nuis_var = 1.0 / np.arange(1, d - n_dir + 1)
     dep_sd = math.sqrt(var_fraction * nuis_var.sum() / ((1.0 - var_fraction) * n_dir))
     u = rng.standard_normal((n, n_dir))
@@ -243,7 +249,7 @@ def sparse_columns_dependence(n: int, d: int, n_dep: int, mi_bits: float, seed: 
     if mi_bits < 0:
         raise ValueError(f"need mi_bits >= 0, got {mi_bits}")
     rng = np.random.default_rng([seed, 14])
-    r = math.sqrt(1.0 - 2.0 ** (-2.0 * mi_bits / n_dep))
+    r = pair_correlation(mi_bits, n_dep)
     X = rng.standard_normal((n, d))
     Y = rng.standard_normal((n, d))
     cx = rng.choice(d, size=n_dep, replace=False)

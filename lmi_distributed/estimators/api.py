@@ -261,7 +261,7 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
                      detail=detail, **base)
 
 
-def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> dict[str, Any]:
+def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, screen: bool = True) -> dict[str, Any]:
     """The canonical view of one ok pair (:mod:`.canonical`): its (pcs, width) chosen on the training rows,
     its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates, minus KSG's
     Gaussian-reference bias (``s.view_bias``, a Gaussian-looking view only). Returns ``mi_canonical``,
@@ -269,11 +269,12 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False) -> 
     with ``keep_map`` ``canonical_map`` (it holds the training rows' inputs
     in float64: kept for ``LMI.fit`` only, like the encoders, not for the many results of a screen);
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
-    none clears the noise gate."""
+    none clears the noise gate. ``screen=False``: without the screened candidate
+    (:data:`.canonical.SCREENED`; the view before session 11, for the benchmarks' ablations)."""
     from . import canonical, ksg
 
     tr, te = prep.train_idx, prep.test_idx
-    candidates = canonical.view_candidates(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim)
+    candidates = canonical.view_candidates(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim, screen=screen)
     if not candidates:
         return {}
     x_tr, y_tr = prep.xz[tr].astype(np.float64), prep.yz[tr].astype(np.float64)

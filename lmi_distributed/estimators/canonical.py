@@ -195,8 +195,9 @@ def screen_columns(sx: np.ndarray, sy: np.ndarray, *, at_least: int = 0,
 
     n, d_x = sx.shape
     d_y = sy.shape[1]
-    zy = sy / np.maximum(sy.std(0), 1e-300)
-    zy[:, sy.std(0) == 0] = 0.0                                # a constant column correlates with nothing
+    sdy = sy.std(0)
+    zy = sy / np.maximum(sdy, 1e-300)
+    zy[:, sdy == 0] = 0.0                                      # a constant column correlates with nothing
     sdx = sx.std(0)
     best_x = np.zeros(d_x)
     best_y = np.zeros(d_y)
@@ -253,13 +254,15 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
     return (fit, sx @ a, sy @ b) if variates else fit
 
 
-def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[tuple[int | None, int], ...]:
+def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
+                    screen: bool = True) -> tuple[tuple[int | None, int], ...]:
     """The (pcs, width) pairs :func:`select_view` tries. ``pcs``: None (CCA on all columns; only when
     neither side has more columns than a quarter of the training rows, so a cross-fit half holds at
     least twice the columns) or 8, 16, 32, ... principal components per side (fewer than the wider
     side's columns, at most a quarter of the training rows), then :data:`SCREENED` (the screened
     columns, when each side has 4 columns or more and the screen costs at most
-    :data:`SCREEN_MAX_MULTIPLY_ADDS`). ``width``: 1, 2, 4, ... up to ``latent_dim`` and
+    :data:`SCREEN_MAX_MULTIPLY_ADDS`; ``screen=False`` leaves it out, the view before session 11).
+    ``width``: 1, 2, 4, ... up to ``latent_dim`` and
     the narrower side (after the reduction; for :data:`SCREENED`, a quarter of the narrower side,
     the most columns it may keep). Empty when nothing fits."""
     cap = n_train // 4
@@ -279,7 +282,7 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int) -> tuple[
         out += [(pcs, w) for w in widths]
     r = min(latent_dim, int(SCREEN_FRACTION * d_x), int(SCREEN_FRACTION * d_y))
     # cap >= 8 as for 8 principal components (a half holds 4 rows per column); the screen's cost bounded
-    if r >= 1 and cap >= 8 and float(d_x) * d_y * (n_train // 2) <= SCREEN_MAX_MULTIPLY_ADDS:
+    if screen and r >= 1 and cap >= 8 and float(d_x) * d_y * (n_train // 2) <= SCREEN_MAX_MULTIPLY_ADDS:
         out += [(SCREENED, w) for w in [1 << i for i in range(r.bit_length()) if (1 << i) <= r]]
     return tuple(out)
 
@@ -303,13 +306,13 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     x_tr = np.asarray(x_tr, dtype=np.float64)
     y_tr = np.asarray(y_tr, dtype=np.float64)
     options = list(dict.fromkeys(p for p, _ in candidates))
+    pcs_options = [p for p in options if p is not None and p != SCREENED]
     views: dict[int | None, list] = {p: [] for p in options}
     for fit_rows, score_rows in zip(halves, halves[::-1]):
         (sx, mx), (sy, my) = _scores(x_tr[fit_rows]), _scores(y_tr[fit_rows])
         ox = gaussianize(x_tr[fit_rows], x_tr[score_rows]) - mx
         oy = gaussianize(y_tr[fit_rows], y_tr[score_rows]) - my
         # one SVD per side and half, for every number of components that reduces that side
-        pcs_options = [p for p in options if p is not None and p != SCREENED]
         vx = _principal(sx) if any(p < sx.shape[1] for p in pcs_options) else None
         vy = _principal(sy) if any(p < sy.shape[1] for p in pcs_options) else None
         for p in options:

@@ -51,6 +51,8 @@ def test_fit_and_select_find_the_dependent_directions():
     # more columns than a quarter of the training rows: principal components (8 ... 128 <= 250), no
     # CCA on all columns; the screen keeps few columns, so it stays
     assert {p for p, _ in canonical.view_candidates(300, 12, 1000, 8)} == {8, 16, 32, 64, 128, S}
+    # screen=False: the candidates before session 11 (the benchmarks' ablation)
+    assert canonical.view_candidates(12, 12, 2000, 8, screen=False) == cands[:-2]
     # 50 000 columns per side: the screen's cross-correlations would cost 1.25e12 multiply-adds a half
     assert S not in {p for p, _ in canonical.view_candidates(50_000, 50_000, 1000, 8)}
     # a side with fewer than 4 columns: no screen (it could keep at most a quarter of them)
