@@ -45,6 +45,7 @@ JSON to jobs/results/benchmark_accuracy[_quick][_bmi].json (``--out`` to change 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -271,14 +272,30 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
     return mis, sts, dt, by_k
 
 
+def latentmi_models_at_width(src: str, hidden: int) -> str:
+    """latentmi 0.1.3's ``models.py`` source with every hidden width set to ``hidden``.
+
+    latentmi hard-codes ``Lx, Ly = 1024, 1024`` and, in ``AECross``, widens a side to
+    ``2**floor(log2 d)`` when ``d > 2048``: both are replaced, so ``--hidden`` means the same width
+    for latentmi as for ours at every d (before session 12 the widening was left in, and latentmi ran
+    4096 wide at d = 5000 against our 128). Raises AssertionError if the source no longer has them."""
+    out = src.replace("Lx, Ly = 1024, 1024", f"Lx, Ly = {hidden}, {hidden}")
+    assert f"Lx, Ly = {hidden}, {hidden}" in out, "latentmi's models.py: no 'Lx, Ly = 1024, 1024'"
+    for side, dim in (("Lx", "x_dim"), ("Ly", "y_dim")):
+        wide = f"{side} = int(2**np.floor(np.log2({dim})))"
+        assert wide in out, f"latentmi's models.py: no {wide!r}"
+        out = out.replace(wide, f"{side} = {hidden}")
+    return out
+
+
 LATENTMI_SCRIPT = r"""
 import sys, json, io, contextlib, inspect, numpy as np, torch
 from latentmi import lmi, models
 torch.set_num_threads(1)
 epochs, patience, hidden, lr = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-if hidden > 0:      # latentmi hard-codes Lx, Ly = 1024, 1024: the same class at another width
-    src = inspect.getsource(models).replace("Lx, Ly = 1024, 1024", f"Lx, Ly = {hidden}, {hidden}")
-    assert f"Lx, Ly = {hidden}, {hidden}" in src
+""" + inspect.getsource(latentmi_models_at_width) + r"""
+if hidden > 0:      # the same classes at another width, at every d
+    src = latentmi_models_at_width(inspect.getsource(models), hidden)
     exec(compile(src, models.__file__, "exec"), models.__dict__)
 out = []
 for path in sys.argv[5:]:

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=1)
     ap.add_argument("--bits", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--hidden", type=int, default=128,
+                    help="hidden width of our variants (the quick budget's 128; 0: the package's rule, "
+                         "1024 or 2**floor(log2 d) when d > 2048, as latentmi at its own width)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
     ap.add_argument("--latentmi", type=Path, nargs="*", default=[],
                     help="benchmark_accuracy.py latentmi results of this case (their seeds pooled)")
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     from lmi_distributed.estimators.api import estimate_many
 
-    budget = dict(hidden=128, lr=1e-3, max_epochs=60, patience=10, num_threads=1)
+    budget = dict(hidden=a.hidden or None, lr=1e-3, max_epochs=60, patience=10, num_threads=1)
     seeds = list(range(a.seeds))
     data = [synthetic.gaussian_benchmark(a.n, a.d, a.k, a.bits, s) for s in seeds]
     rows: dict[str, list[dict]] = {}
