@@ -7,18 +7,21 @@ by their rows' luck; the residual read - oracle removes it, so estimators with d
 be compared seed by seed. Here: our estimator under several settings (the same seeds, hence the same
 split), and latentmi's reads from a ``benchmark_accuracy.py --methods latentmi`` result file (its
 held-out rows rebuilt as latentmi draws them: ``np.random.seed(seed)`` then ``np.random.shuffle`` of
-``arange(N)``, the second half; the job that ran it seeds numpy so).
+``arange(N)``, the second half; the job that ran it seeds numpy so), or latentmi run here on the same
+samples (``--latentmi-probes``: stock, or with one behaviour changed), at the same width as ours.
+Widths: ``--hidden`` (the quick budget's 128) holds for both libraries at every d; latentmi's own rule
+would make it 4096 wide at d = 5000 (session 11's latentmi files were run so).
 
 Prints a table (per method: mean and sd of the residual, median |error| against the truth) and
 writes JSON (``jobs/results/oracle_residuals.json`` unless ``--out``). Bits throughout.
 
     OMP_NUM_THREADS=1 python jobs/oracle_residuals.py --d 5000 --k 1 --seeds 5 \\
-        --latentmi jobs/results/benchmark_accuracy_latentmi_d5000k1_s11.json \\
-        jobs/results/benchmark_accuracy_latentmi_d5000k1_seeds34_s11.json
+        --latentmi-probes stock,eval_validation
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -30,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "jobs"))
 
+from benchmark_accuracy import latentmi_models_at_width  # noqa: E402
+from benchmark_ksg import latentmi_subprocess  # noqa: E402
 from heldout_vs_fresh import oracle_bits  # noqa: E402
 from lmi_distributed import synthetic  # noqa: E402
 from lmi_distributed.estimators.settings import PAPER  # noqa: E402
@@ -43,7 +48,20 @@ VARIANTS = {
     "no_gaussianize": {"view": "latents", "ksg_gaussianize": False},
     "paper": dict(PAPER),
     "paper_last": {**PAPER, "restore_best": False},      # latentmi's effective behaviour: the last weights
+    # the whole default (the view competing) with one or both of its latent-side additions off
+    "default_no_infonce": {"contrastive_weight": 0.0},
+    "default_no_gaussianize": {"ksg_gaussianize": False},
+    "default_plain_latents": {"contrastive_weight": 0.0, "ksg_gaussianize": False},
 }
+
+
+def latentmi_heldout(n: int, seed: int) -> np.ndarray:
+    """latentmi's held-out rows of an N-row sample when numpy was seeded with ``seed`` just before
+    ``lmi.estimate`` (its ``np.random.shuffle(arange(N))``, second half)."""
+    np.random.seed(seed)
+    idx = np.arange(n)
+    np.random.shuffle(idx)
+    return idx[n // 2:]
 
 
 def latentmi_rows(path: Path, n: int, d: int, k: int, bits: float) -> list[dict]:
@@ -53,12 +71,61 @@ def latentmi_rows(path: Path, n: int, d: int, k: int, bits: float) -> list[dict]
     for row in case["methods"]["latentmi"]["rows"]:
         s = int(row["seed"])
         X, Y, _ = synthetic.gaussian_benchmark(n, d, k, bits, s)
-        np.random.seed(s)
-        idx = np.arange(n)
-        np.random.shuffle(idx)
-        te = idx[n // 2:]
+        te = latentmi_heldout(n, s)
         out.append(dict(seed=s, read=row["estimate"], oracle=oracle_bits(X[te], Y[te], k)))
     return out
+
+
+#: latentmi 0.1.3 run here at our width, stock or with one of its behaviours changed:
+#: ``eval_validation`` computes its held-out loss in eval mode (no dropout), as ours does (latentmi
+#: calls ``model.train()`` before every minibatch and never ``eval()`` before validating).
+LATENTMI_PROBES = ("stock", "eval_validation")
+
+_LATENTMI_PROBE_SCRIPT = r"""
+import contextlib, inspect, io, json, sys
+import numpy as np, torch
+from latentmi import lmi, models
+torch.set_num_threads(1)
+folder, probe, hidden, epochs, patience, lr = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+seeds = [int(s) for s in sys.argv[7].split(",")]
+""" + inspect.getsource(latentmi_models_at_width) + r"""
+if hidden > 0:
+    exec(compile(latentmi_models_at_width(inspect.getsource(models), hidden), models.__file__, "exec"), models.__dict__)
+if probe == "eval_validation":
+    train_loss = models.AECross.learning_loss
+    def learning_loss(self, x, y):
+        if torch.is_grad_enabled():                  # a training step
+            return train_loss(self, x, y)
+        was = self.training                          # latentmi's validation pass (under no_grad)
+        self.eval()
+        try:
+            return train_loss(self, x, y)
+        finally:
+            self.train(was)
+    models.AECross.learning_loss = learning_loss
+out = []
+for i, seed in enumerate(seeds):
+    X, Y = np.load(f"{folder}/X{i}.npy"), np.load(f"{folder}/Y{i}.npy")
+    np.random.seed(seed); torch.manual_seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        pmi, _, _ = lmi.estimate(X, Y, epochs=epochs, patience=patience, lr=lr, quiet=True, device="cpu")
+    out.append(float(np.nanmean(pmi)))
+print(json.dumps({"reads": out}))
+"""
+
+
+def latentmi_probe_rows(probe: str, data: list, seeds: list[int], k: int, hidden: int, budget: dict) -> list[dict]:
+    """latentmi's reads under ``probe`` (one of :data:`LATENTMI_PROBES`), run in its venv at width
+    ``hidden`` (0: its own widths), each with the oracle of latentmi's own held-out rows."""
+    arrays = {f"{v}{i}": a.astype(np.float32) for i, (X, Y, _) in enumerate(data) for v, a in (("X", X), ("Y", Y))}
+    out = latentmi_subprocess(_LATENTMI_PROBE_SCRIPT, arrays,
+                              (probe, str(hidden), str(budget["max_epochs"]), str(budget["patience"]),
+                               repr(budget["lr"]), ",".join(map(str, seeds))))
+    rows = []
+    for s, read, (X, Y, _) in zip(seeds, out["reads"], data):
+        te = latentmi_heldout(len(X), s)
+        rows.append(dict(seed=s, read=read, oracle=oracle_bits(X[te], Y[te], k)))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,32 +141,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
     ap.add_argument("--latentmi", type=Path, nargs="*", default=[],
                     help="benchmark_accuracy.py latentmi results of this case (their seeds pooled)")
+    ap.add_argument("--latentmi-probes", default="",
+                    help="comma list of " + ", ".join(LATENTMI_PROBES) + ": also run latentmi (its venv) on "
+                         "these seeds at --hidden, stock or with that behaviour changed")
     ap.add_argument("--out", type=Path, default=ROOT / "jobs" / "results" / "oracle_residuals.json")
     a = ap.parse_args(argv)
+    variants = [v for v in a.variants.split(",") if v]       # --variants "": latentmi's rows only
+    probes = [p for p in a.latentmi_probes.split(",") if p]
+    for given, known, flag in ((variants, VARIANTS, "--variants"), (probes, LATENTMI_PROBES, "--latentmi-probes")):
+        unknown = [v for v in given if v not in known]
+        if unknown:
+            ap.error(f"{flag}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     from lmi_distributed.estimators.api import estimate_many
 
     budget = dict(hidden=a.hidden or None, lr=1e-3, max_epochs=60, patience=10, num_threads=1)
     seeds = list(range(a.seeds))
     data = [synthetic.gaussian_benchmark(a.n, a.d, a.k, a.bits, s) for s in seeds]
     rows: dict[str, list[dict]] = {}
-    for name in [v for v in a.variants.split(",") if v]:       # --variants "": latentmi's rows only
+    for name in variants:
         t0 = time.perf_counter()
         res = estimate_many([(X, Y) for X, Y, _ in data], seeds=seeds, validate=False, **budget, **VARIANTS[name])
         rows[name] = [dict(seed=s, read=r.mi, oracle=oracle_bits(X[r.test_idx], Y[r.test_idx], a.k))
                       for s, r, (X, Y, _) in zip(seeds, res, data)]
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    for probe in probes:
+        t0 = time.perf_counter()
+        rows[f"latentmi_{probe}"] = latentmi_probe_rows(probe, data, seeds, a.k, a.hidden, budget)
+        print(f"latentmi_{probe}: {time.perf_counter() - t0:.0f} s", flush=True)
     if a.latentmi:
         rows["latentmi"] = [r for f in a.latentmi for r in latentmi_rows(f, a.n, a.d, a.k, a.bits)]
     summary = {}
     print(f"\ngauss d={a.d} k={a.k} {a.bits:g}b, N={a.n}: read - oracle of its own held-out rows (bits)")
-    print(f"{'method':<16} {'seeds':>5} {'resid mean':>10} {'resid sd':>9} {'median|err|':>12}  reads")
+    print(f"{'method':<24} {'seeds':>5} {'resid mean':>10} {'resid sd':>9} {'median|err|':>12}  reads")
     for name, rs in rows.items():
         resid = np.array([r["read"] - r["oracle"] for r in rs])
         err = np.abs(np.array([r["read"] for r in rs]) - a.bits)
         summary[name] = dict(seeds=len(rs), resid_mean=float(resid.mean()),
                              resid_sd=float(resid.std(ddof=1)) if len(rs) > 1 else float("nan"),
                              median_abs_error=float(np.median(err)))
-        print(f"{name:<16} {len(rs):>5} {resid.mean():>10.3f} {summary[name]['resid_sd']:>9.3f} "
+        print(f"{name:<24} {len(rs):>5} {resid.mean():>10.3f} {summary[name]['resid_sd']:>9.3f} "
               f"{np.median(err):>12.3f}  " + " ".join(f"{r['read']:.3f}" for r in rs))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(dict(meta=dict(vars(a), out=str(a.out), latentmi=[str(f) for f in a.latentmi],
