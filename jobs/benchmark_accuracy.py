@@ -288,17 +288,34 @@ def latentmi_models_at_width(src: str, hidden: int) -> str:
     return out
 
 
+#: how latentmi runs: ``stock``, or ``eval_validation``, its held-out loss computed in eval mode (no
+#: dropout) as ours is (latentmi calls ``model.train()`` before every minibatch and never ``eval()``
+#: before validating; a probe of jobs/oracle_residuals.py)
+LATENTMI_PROBES = ("stock", "eval_validation")
+
 LATENTMI_SCRIPT = r"""
 import sys, json, io, contextlib, inspect, numpy as np, torch
 from latentmi import lmi, models
 torch.set_num_threads(1)
-epochs, patience, hidden, lr = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+epochs, patience, hidden, lr, probe = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 """ + inspect.getsource(latentmi_models_at_width) + r"""
 if hidden > 0:      # the same classes at another width, at every d
     src = latentmi_models_at_width(inspect.getsource(models), hidden)
     exec(compile(src, models.__file__, "exec"), models.__dict__)
+if probe == "eval_validation":
+    train_loss = models.AECross.learning_loss
+    def learning_loss(self, x, y):
+        if torch.is_grad_enabled():                  # a training step
+            return train_loss(self, x, y)
+        was = self.training                          # latentmi's validation pass (under no_grad)
+        self.eval()
+        try:
+            return train_loss(self, x, y)
+        finally:
+            self.train(was)
+    models.AECross.learning_loss = learning_loss
 out = []
-for path in sys.argv[5:]:
+for path in sys.argv[6:]:
     z = np.load(path)
     seed = int(z["seed"])
     np.random.seed(seed); torch.manual_seed(seed)
@@ -311,7 +328,10 @@ print(json.dumps(out))
 
 
 def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidden: int | None,
-                 lr: float) -> tuple[list[float], list[str], float]:
+                 lr: float, probe: str = "stock") -> tuple[list[float], list[str], float]:
+    """latentmi's estimates (bits) of ``data`` ((X, Y, truth) triples), numpy and torch seeded with
+    each seed before ``lmi.estimate``; width ``hidden`` (None: latentmi's own), ``probe`` one of
+    :data:`LATENTMI_PROBES`. Returns (estimates, statuses, seconds)."""
     if not LATENTMI_PY.exists():
         raise SystemExit(f"latentmi venv not found at {LATENTMI_PY}: run jobs/setup_latentmi_venv.sh "
                          f"or drop 'latentmi' from --methods")
@@ -326,7 +346,7 @@ def run_latentmi(data: list, seeds: list[int], epochs: int, patience: int, hidde
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()
         out = subprocess.run([str(LATENTMI_PY), str(script), str(epochs), str(patience),
-                              str(hidden or 0), repr(lr), *paths],
+                              str(hidden or 0), repr(lr), probe, *paths],
                              capture_output=True, text=True, env=env)
         dt = time.perf_counter() - t0
     if out.returncode != 0:

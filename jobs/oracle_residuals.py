@@ -21,7 +21,6 @@ writes JSON (``jobs/results/oracle_residuals.json`` unless ``--out``). Bits thro
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -33,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "jobs"))
 
-from benchmark_accuracy import latentmi_models_at_width  # noqa: E402
-from benchmark_ksg import latentmi_subprocess  # noqa: E402
+from benchmark_accuracy import LATENTMI_PROBES, run_latentmi  # noqa: E402
 from heldout_vs_fresh import oracle_bits  # noqa: E402
 from lmi_distributed import synthetic  # noqa: E402
 from lmi_distributed.estimators.settings import PAPER  # noqa: E402
@@ -76,53 +74,12 @@ def latentmi_rows(path: Path, n: int, d: int, k: int, bits: float) -> list[dict]
     return out
 
 
-#: latentmi 0.1.3 run here at our width, stock or with one of its behaviours changed:
-#: ``eval_validation`` computes its held-out loss in eval mode (no dropout), as ours does (latentmi
-#: calls ``model.train()`` before every minibatch and never ``eval()`` before validating).
-LATENTMI_PROBES = ("stock", "eval_validation")
-
-_LATENTMI_PROBE_SCRIPT = r"""
-import contextlib, inspect, io, json, sys
-import numpy as np, torch
-from latentmi import lmi, models
-torch.set_num_threads(1)
-folder, probe, hidden, epochs, patience, lr = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-seeds = [int(s) for s in sys.argv[7].split(",")]
-""" + inspect.getsource(latentmi_models_at_width) + r"""
-if hidden > 0:
-    exec(compile(latentmi_models_at_width(inspect.getsource(models), hidden), models.__file__, "exec"), models.__dict__)
-if probe == "eval_validation":
-    train_loss = models.AECross.learning_loss
-    def learning_loss(self, x, y):
-        if torch.is_grad_enabled():                  # a training step
-            return train_loss(self, x, y)
-        was = self.training                          # latentmi's validation pass (under no_grad)
-        self.eval()
-        try:
-            return train_loss(self, x, y)
-        finally:
-            self.train(was)
-    models.AECross.learning_loss = learning_loss
-out = []
-for i, seed in enumerate(seeds):
-    X, Y = np.load(f"{folder}/X{i}.npy"), np.load(f"{folder}/Y{i}.npy")
-    np.random.seed(seed); torch.manual_seed(seed)
-    with contextlib.redirect_stdout(io.StringIO()):
-        pmi, _, _ = lmi.estimate(X, Y, epochs=epochs, patience=patience, lr=lr, quiet=True, device="cpu")
-    out.append(float(np.nanmean(pmi)))
-print(json.dumps({"reads": out}))
-"""
-
-
 def latentmi_probe_rows(probe: str, data: list, seeds: list[int], k: int, hidden: int, budget: dict) -> list[dict]:
-    """latentmi's reads under ``probe`` (one of :data:`LATENTMI_PROBES`), run in its venv at width
-    ``hidden`` (0: its own widths), each with the oracle of latentmi's own held-out rows."""
-    arrays = {f"{v}{i}": a.astype(np.float32) for i, (X, Y, _) in enumerate(data) for v, a in (("X", X), ("Y", Y))}
-    out = latentmi_subprocess(_LATENTMI_PROBE_SCRIPT, arrays,
-                              (probe, str(hidden), str(budget["max_epochs"]), str(budget["patience"]),
-                               repr(budget["lr"]), ",".join(map(str, seeds))))
+    """latentmi's reads under ``probe`` (one of ``benchmark_accuracy.LATENTMI_PROBES``), run in its venv
+    at width ``hidden`` (0: its own widths), each with the oracle of latentmi's own held-out rows."""
+    reads, _, _ = run_latentmi(data, seeds, budget["max_epochs"], budget["patience"], hidden, budget["lr"], probe)
     rows = []
-    for s, read, (X, Y, _) in zip(seeds, out["reads"], data):
+    for s, read, (X, Y, _) in zip(seeds, reads, data):
         te = latentmi_heldout(len(X), s)
         rows.append(dict(seed=s, read=read, oracle=oracle_bits(X[te], Y[te], k)))
     return rows

@@ -37,13 +37,10 @@ def _widths(src: str, x_dim: int, y_dim: int) -> tuple[int, int]:
     return ns["widths"](x_dim, y_dim)
 
 
-def test_unpatched_source_widens_past_2048():
-    # the behaviour the rewrite has to remove: latentmi's own rule
-    assert _widths(LATENTMI_WIDTHS, 5000, 100) == (4096, 1024)
-
-
-@pytest.mark.parametrize("dims", [(10, 10), (1000, 5000), (5000, 5000), (3000, 100)])
-def test_rewrite_sets_every_width(dims):
+@pytest.mark.parametrize("dims, unpatched", [((10, 10), (1024, 1024)), ((1000, 5000), (1024, 4096)),
+                                             ((5000, 5000), (4096, 4096)), ((3000, 100), (2048, 1024))])
+def test_rewrite_sets_every_width(dims, unpatched):
+    assert _widths(LATENTMI_WIDTHS, *dims) == unpatched          # latentmi's own rule, which the rewrite replaces
     assert _widths(latentmi_models_at_width(LATENTMI_WIDTHS, 128), *dims) == (128, 128)
 
 
