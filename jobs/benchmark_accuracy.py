@@ -27,10 +27,11 @@ BMI's own defaults, the settings of its published benchmark (neural: 10 000 step
 (``estimate_many``). ``paper_noise``: the paper's settings with
 latentmi's KSG tie-breaking jitter (``ksg_noise=1e-10``, seeded). ``paper_avg2`` / ``contrastive_avg2``: the mean of two trainings per sample
 (pair seeds s and s + 100000: another split, init and order; twice the cost). Per case and method: the median |estimate - truth| over seeds and the seconds.
-A method with ``view="select"`` (``default``) also writes three columns from the same trainings:
-``<method>_latents`` (the latents alone), ``<method>_nobias`` (without the view's bias correction) and
-``<method>_noscreen`` (without the screened candidate, session 11: the view recomputed where the
-screen was chosen).
+A method with ``view="select"`` (``default``) also writes four columns from the same trainings:
+``<method>_latents`` (the latents alone), ``<method>_nobias`` (without the view's bias correction),
+``<method>_noscreen`` (without the screened candidate, session 11, nor the radial ones, session 13:
+the view recomputed where one of them was chosen) and ``<method>_noradial`` (without the radial
+candidates only: recomputed where one was chosen).
 
     nice -n 10 python jobs/benchmark_accuracy.py --quick                 # minutes per method
     nice -n 10 python jobs/benchmark_accuracy.py --quick --bmi runs/bmi_tasks --only bmi
@@ -195,17 +196,22 @@ def _larger(latents: float, canonical: float) -> float:
     return latents if not np.isfinite(canonical) or canonical <= latents else canonical
 
 
-def _without_screen(g, X: np.ndarray, Y: np.ndarray) -> float:
+def _without_screen(g, X: np.ndarray, Y: np.ndarray, radial_only: bool = False) -> float:
     """Result ``g``'s estimate had the canonical view not had the screened candidate
-    (``canonical.SCREENED``): its view recomputed (same inputs, split, seed and settings) with
-    ``screen=False``, then the larger of it and the same latents."""
+    (``canonical.SCREENED``) nor the radial ones (``canonical.RADIAL``, ``canonical.RADIAL_ALL``): its
+    view recomputed (same inputs, split, seed and settings) with ``screen=False``, then the larger of
+    it and the same latents. ``radial_only``: without the radial candidates only (``radial=False``)."""
     from lmi_distributed.estimators import canonical
     from lmi_distributed.estimators.api import _canonical_view, _check_pair, _prepare
 
-    if g.canonical_pcs != canonical.SCREENED:
+    radial = (canonical.RADIAL, canonical.RADIAL_ALL)
+    dropped = radial if radial_only else (canonical.SCREENED, *radial)
+    if g.canonical_pcs not in dropped:
         return g.mi
     X, Y = _check_pair(X, Y, g.settings, "")
-    view = _canonical_view(_prepare(X, Y, g.seed, g.settings), g.settings, screen=False)
+    prep = _prepare(X, Y, g.seed, g.settings)
+    view = (_canonical_view(prep, g.settings, radial=False) if radial_only
+            else _canonical_view(prep, g.settings, screen=False))
     return _larger(g.mi_latents, view.get("mi_canonical", float("nan")))
 
 
@@ -256,6 +262,11 @@ def run_ours(data: list, seeds: list[int], settings: dict, repeats: int = 1, ks:
         # candidate that lost changes nothing, so the estimate is the default's exactly)
         by_k["noscreen"] = [float("nan") if sts[i] != "ok" else
                             float(np.mean([_without_screen(res[r * n + i], *data[i][:2]) for r in range(repeats)]))
+                            for i in range(n)]
+        # ... and without the radial candidate only (session 13's ablation), likewise
+        by_k["noradial"] = [float("nan") if sts[i] != "ok" else
+                            float(np.mean([_without_screen(res[r * n + i], *data[i][:2], radial_only=True)
+                                           for r in range(repeats)]))
                             for i in range(n)]
     for v in cca:                # KSG on canonical variates of the latents (CCA fitted on training rows)
         vals = []

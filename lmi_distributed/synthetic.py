@@ -261,6 +261,20 @@ def sparse_columns_dependence(n: int, d: int, n_dep: int, mi_bits: float, seed: 
     return X, Y, float(truth) + 0.0
 
 
+def spiral(a: np.ndarray, plane: tuple[int, int] = (0, 1), speed: float = 1.0) -> np.ndarray:
+    """BMI's spiral (its ``transform_spiral_task``, normalised speed): each row x (of ``a``, (n, d))
+    turned in the coordinate plane ``plane`` by the angle ``speed * ||x||^2 / d`` (radians). The turn
+    keeps the norm, so the map is invertible (turn back by the same angle) and MI is unchanged.
+    Returns (n, d) float64."""
+    a = np.array(a, dtype=np.float64)
+    i, j = plane
+    theta = speed * np.einsum("ij,ij->i", a, a) / a.shape[1]
+    c, s = np.cos(theta), np.sin(theta)
+    ai, aj = a[:, i].copy(), a[:, j].copy()
+    a[:, i], a[:, j] = c * ai - s * aj, s * ai + c * aj
+    return a
+
+
 def independent_structured(n: int, d: int, kind: str, seed: int, rank: int = 3
                            ) -> tuple[np.ndarray, np.ndarray, float]:
     """Independent X and Y (truth 0 bits) with structure that can fool an estimator.

@@ -76,7 +76,9 @@ class LMIResult:
     #: bits (``mi_canonical`` NaN when no canonical view was compared: ``view="latents"``, no view
     #: above the noise gate, or a pair that is not ok);
     #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns; -1: the
-    #: columns that correlate with the other side, :data:`.canonical.SCREENED`);
+    #: columns that correlate with the other side, :data:`.canonical.SCREENED`; -2: those columns with
+    #: their products with the row's squared norm, :data:`.canonical.RADIAL`; -3: all columns with their
+    #: products with it and its square, :data:`.canonical.RADIAL_ALL`);
     #: ``canonical_bias`` the KSG bias in bits subtracted from its KSG estimate and from each of its pMI
     #: (``settings.view_bias``; 0.0 with "none" or no view): ``mi_canonical`` is the KSG estimate minus it;
     #: ``cx`` / ``cy`` (N, width) float64 its canonical variates of all rows (NaN on rows in neither
@@ -208,6 +210,11 @@ class _Prepared:
     seed: int
     status: str = "ok"           # "degenerate"/"failed" when the pair cannot be trained on
     detail: str = ""
+    # the raw rows' squared norms (N,) float64 and their exponents (canonical.square_norms), for the
+    # radial views (view="select" only); None: no radial candidate
+    x_sq: np.ndarray | None = None
+    y_sq: np.ndarray | None = None
+    sq_exponents: tuple[int, int] = (0, 0)
 
 
 def _split(n: int, seed: int, s: LMISettings, ids: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -236,13 +243,16 @@ def _prepare(x: np.ndarray, y: np.ndarray, seed: int, s: LMISettings,
     """Z-score + clip both variables, split the rows (seeded), and check, on the held-out rows
     as the network will see them, that each variable has more than k distinct rows and that no
     joint row has k or more exact duplicates, whatever ``ksg_noise`` (:mod:`.diagnostics`)."""
-    from . import diagnostics
+    from . import canonical, diagnostics
 
     tr, te = _split(x.shape[0], seed, s, ids)
     xz, yz = zscore_clip(x, s.clip), zscore_clip(y, s.clip)
     problem = (diagnostics.check_variable(xz[te], "X", s.k) or diagnostics.check_variable(yz[te], "Y", s.k)
                or diagnostics.joint_ties(xz[te], yz[te], s.k))
-    return _Prepared(xz, yz, tr, te, seed, "degenerate" if problem else "ok", problem)
+    sq = (canonical.square_norms(x), canonical.square_norms(y)) if s.view == "select" else None
+    return _Prepared(xz, yz, tr, te, seed, "degenerate" if problem else "ok", problem,
+                     x_sq=sq[0][0] if sq else None, y_sq=sq[1][0] if sq else None,
+                     sq_exponents=(sq[0][1], sq[1][1]) if sq else (0, 0))
 
 
 def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **fields: Any) -> LMIResult:
@@ -261,7 +271,8 @@ def _not_ok_result(prep: _Prepared, s: LMISettings, status: str, detail: str, **
                      detail=detail, **base)
 
 
-def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, screen: bool = True) -> dict[str, Any]:
+def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, screen: bool = True,
+                    radial: bool = True) -> dict[str, Any]:
     """The canonical view of one ok pair (:mod:`.canonical`): its (pcs, width) chosen on the training rows,
     its map refitted on them, KSG (k, the pair's seeded jitter) on its held-out variates, minus KSG's
     Gaussian-reference bias (``s.view_bias``, a Gaussian-looking view only). Returns ``mi_canonical``,
@@ -270,11 +281,16 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, scr
     in float64: kept for ``LMI.fit`` only, like the encoders, not for the many results of a screen);
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
     none clears the noise gate. ``screen=False``: without the screened candidate
-    (:data:`.canonical.SCREENED`; the view before session 11, for the benchmarks' ablations)."""
+    (:data:`.canonical.SCREENED`; the view before session 11, for the benchmarks' ablations; it also
+    leaves out the radial candidates); ``radial=False``: without :data:`.canonical.RADIAL` and
+    :data:`.canonical.RADIAL_ALL` (the view before session 13)."""
     from . import canonical, ksg
 
     tr, te = prep.train_idx, prep.test_idx
-    candidates = canonical.view_candidates(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim, screen=screen)
+    has_sq = prep.x_sq is not None and prep.y_sq is not None
+    candidates = canonical.view_candidates(prep.xz.shape[1], prep.yz.shape[1], len(tr), s.latent_dim, screen=screen,
+                                           radial=radial and has_sq)
+    sq_tr = (prep.x_sq[tr], prep.y_sq[tr]) if has_sq else (None, None)
     if not candidates:
         return {}
     x_tr, y_tr = prep.xz[tr].astype(np.float64), prep.yz[tr].astype(np.float64)
@@ -287,15 +303,18 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, scr
         except InputError:          # tied variates (tied inputs, no jitter): this view cannot compete
             return float("-inf")
     choice, scores, corr, normality_z = canonical.select_view(x_tr, y_tr, candidates=candidates, k=s.k,
-                                                              seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi)
+                                                              seed=derive_seed(prep.seed, "view-halves"), ksg_mi=mi,
+                                                              x_sq=sq_tr[0], y_sq=sq_tr[1])
     if choice is None or not np.isfinite(scores[choice]):
         return {}
     pcs, width = choice
-    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True, width=width)
+    fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True, width=width, x_sq=sq_tr[0],
+                                              y_sq=sq_tr[1], exponents=prep.sq_exponents)
     n = prep.xz.shape[0]
     cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
     cx[tr], cy[tr] = u_tr[:, :width], v_tr[:, :width]
-    cx[te], cy[te] = fit.transform(prep.xz[te], prep.yz[te], width)
+    cx[te], cy[te] = fit.transform(prep.xz[te], prep.yz[te], width, *((prep.x_sq[te], prep.y_sq[te]) if has_sq
+                                                                      else (None, None)))
     u, v = canonical.ksg_input(cx[te], cy[te], s.ksg_noise, prep.seed)
     try:
         pmi = ksg.ksg_pmi(u, v, k=s.k, backend=backend)

@@ -27,6 +27,22 @@ side's columns. When the dependence sits in a few of many columns (BMI's sparse 
 variates lose 0.04-0.05 bits of 1.47; CCA on the 2 screened columns loses almost none (measured:
 docs/estimator.md, session 11).
 
+Two nonlinear candidates (session 13). ``pcs`` = :data:`RADIAL`, offered with the screened one: CCA
+on the screened columns' z-scores S, their products S r, and r, where r is the row's squared norm as
+given (``||x||^2`` of the raw row, standardised on the fitting rows; :func:`square_norms`,
+:func:`radial_features`). ``pcs`` = :data:`RADIAL_ALL`: all columns, to second order (S, S r, S r^2,
+r, r^2), when both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (:data:`RADIAL_ORDER`). They
+are for a dependence whose directions turn with the input's length: x' = R(theta(||x||^2)) x (BMI's
+spiral, a rotation by an angle proportional to the squared norm, which the rotation keeps). Its
+inverse, expanded in the angle's spread around its mean theta0, is R(-theta0) x' plus (theta -
+theta0) and (theta - theta0)^2 times fixed linear maps of x': linear in x', r x' and r^2 x' to
+second order. The linear views cannot follow the turn: on BMI's spiral 25 x 25 task they keep 1.24
+of 1.47 bits held out, the radial features 1.48; on its 3 x 3 task 0.79 and 1.32 (prototypes:
+docs/estimator.md, session 13). The raw rows' norm, not the z-scores', because the turn follows the
+row's length as given (uniform coordinates in [0, 1] have a norm that is not a function of their
+z-scores' norm). The standardised norm does not change when the whole input is scaled or rotated;
+rescaling or shifting single columns changes it.
+
 The choice (:func:`select_view`), on the training rows: they are split in two halves A and B
 (seeded); each candidate (p, m) -- p all columns or a number of principal components, m = 1, 2,
 4, ... up to the latent width and the narrower side -- gets a *score*: CCA fitted on A, KSG on B's
@@ -73,6 +89,7 @@ from .seeding import derive_seed
 
 __all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "gaussian_mi_bits",
            "screen_columns", "SCREENED", "SCREEN_ALPHA", "SCREEN_FRACTION", "SCREEN_MAX_MULTIPLY_ADDS",
+           "RADIAL", "RADIAL_ALL", "RADIAL_MAX_COLUMNS", "RADIAL_ORDER", "square_norms", "radial_features",
            "reference_cov", "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS",
            "BIAS_ROWS", "BIAS_MAX_REPEATS", "bias_repeats", "NORMALITY_Z"]
 
@@ -107,6 +124,23 @@ BIAS_MAX_REPEATS = 32
 #: the ``pcs`` of the screened candidate (:func:`screen_columns`): CCA on the columns that correlate
 #: with the other side, not on principal components (``LMIResult.canonical_pcs`` -1; 0 is all columns)
 SCREENED = -1
+#: the ``pcs`` of the radial candidate (:func:`radial_features`): CCA on the screened columns' z-scores,
+#: the same times the row's standardised squared norm, and that norm (``LMIResult.canonical_pcs`` -2)
+RADIAL = -2
+#: the ``pcs`` of the radial candidate on all columns (``LMIResult.canonical_pcs`` -3), offered when
+#: both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (BMI's 3 x 3 and 5 x 5 spiral tasks, where
+#: no screen can be valid)
+RADIAL_ALL = -3
+#: the most columns per side for :data:`RADIAL_ALL`: 3 d + 2 = 26 features a side at 8 (a radial
+#: candidate scores -inf in :func:`select_view` unless a training half holds twice its features)
+RADIAL_MAX_COLUMNS = 8
+#: the order of each radial candidate's expansion (:func:`radial_features`). The angle's spread
+#: follows the squared norm's relative spread, sqrt(2 / d) for Gaussian rows: 0.5-0.8 at the 2-8
+#: columns of RADIAL_ALL, where the second order is needed (BMI's 3 x 3 spiral: 1.02 bits of 1.47 at
+#: first order, 1.32 at second, prototype); 0.28 at BMI's 25 x 25 tasks, where the second order's extra
+#: features cost more than they fit (10 seeds: spiral 0.037 / 0.029 median |error| at first / second
+#: order, spiral of normal CDFs 0.038 / 0.051)
+RADIAL_ORDER = {RADIAL: 1, RADIAL_ALL: 2}
 #: family-wise level of the screen: a column is kept when |r| of its normal scores with some column of
 #: the other side exceeds the two-sided Bonferroni bound for d_x * d_y pairs at this level,
 #: norm.isf(SCREEN_ALPHA / (2 d_x d_y)) / sqrt(rows) (r * sqrt(rows) is about N(0, 1) for an
@@ -133,7 +167,14 @@ class CanonicalMap:
     normal-score reference); ``mean_x`` / ``mean_y``: their scores' means; ``a`` (d_x, r) /
     ``b`` (d_y, r): the canonical directions (within the principal components kept), strongest
     first; ``rho`` (r,):
-    the canonical correlations on the fitting rows."""
+    the canonical correlations on the fitting rows.
+
+    A radial map (:data:`RADIAL`, :data:`RADIAL_ALL`; ``radial``) has ``cols_x`` / ``cols_y`` (the
+    columns it uses, int64), ``norm_x`` / ``norm_y`` (4,): the exponent of :func:`square_norms`, the
+    fitting rows' mean and sd of the squared norms, and the expansion's order; ``a`` / ``b`` act on
+    :func:`radial_features` (2 |cols| + 1 or 3 |cols| + 2 of them),
+    ``mean_x`` / ``mean_y`` are those features' means, and ``ref_x`` / ``ref_y`` are empty (0, d):
+    no normal scores are taken."""
     ref_x: np.ndarray
     ref_y: np.ndarray
     mean_x: np.ndarray
@@ -141,13 +182,70 @@ class CanonicalMap:
     a: np.ndarray
     b: np.ndarray
     rho: np.ndarray
+    cols_x: np.ndarray | None = None
+    cols_y: np.ndarray | None = None
+    norm_x: np.ndarray | None = None
+    norm_y: np.ndarray | None = None
 
-    def transform(self, x: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top ``width`` canonical variates of rows ``x`` (n, d_x) and ``y`` (n, d_y):
-        two (n, width) float64 arrays."""
+    @property
+    def radial(self) -> bool:
+        """Whether this is a radial map (:data:`RADIAL`, :data:`RADIAL_ALL`; its transform needs the
+        rows' squared norms)."""
+        return self.cols_x is not None
+
+    def square_norms(self, raw_x: np.ndarray, raw_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The squared norms (n,) of raw rows ``raw_x`` (n, d_x) / ``raw_y`` (n, d_y), in the units of
+        this map's fitting rows (:func:`square_norms` with their exponents): what :meth:`transform`
+        takes as ``x_sq`` / ``y_sq``."""
+        return (square_norms(raw_x, int(self.norm_x[0]))[0], square_norms(raw_y, int(self.norm_y[0]))[0])
+
+    def transform(self, x: np.ndarray, y: np.ndarray, width: int, x_sq: np.ndarray | None = None,
+                  y_sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``width`` canonical variates of rows ``x`` (n, d_x) and ``y`` (n, d_y) (z-scored as
+        the fitting rows were): two (n, width) float64 arrays. A :attr:`radial` map also needs the
+        rows' squared norms ``x_sq`` / ``y_sq`` (n,) (:meth:`square_norms` of the raw rows)."""
+        if self.radial:
+            if x_sq is None or y_sq is None:
+                raise ValueError("a radial canonical map needs the rows' squared norms (x_sq, y_sq)")
+            fx = radial_features(x, x_sq, self.cols_x, self.norm_x[1:3], order=int(self.norm_x[3]))[0]
+            fy = radial_features(y, y_sq, self.cols_y, self.norm_y[1:3], order=int(self.norm_y[3]))[0]
+            return (fx - self.mean_x) @ self.a[:, :width], (fy - self.mean_y) @ self.b[:, :width]
         u = (gaussianize(self.ref_x, x) - self.mean_x) @ self.a[:, :width]
         v = (gaussianize(self.ref_y, y) - self.mean_y) @ self.b[:, :width]
         return u, v
+
+
+def square_norms(raw: np.ndarray, exponent: int | None = None) -> tuple[np.ndarray, int]:
+    """Squared Euclidean norms of the rows of ``raw`` (n, d), as given, scaled by 2^(-2 exponent):
+    ``(sq (n,) float64, exponent)``. Without ``exponent``, the one that puts the largest |value| in
+    [0.5, 1) (so 1e-200 and 1e200 neither under- nor overflow); a power of two scales exactly, and
+    :func:`radial_features` standardises the norms, so the exponent changes nothing else."""
+    a = np.array(raw, dtype=np.float64)                      # one float64 copy, scaled in place
+    if exponent is None:
+        peak = float(np.max(np.abs(a))) if a.size else 0.0
+        exponent = int(np.frexp(peak)[1])
+    np.ldexp(a, -exponent, out=a)
+    return np.einsum("ij,ij->i", a, a), exponent
+
+
+def radial_features(z: np.ndarray, sq: np.ndarray, cols: np.ndarray,
+                    stats: np.ndarray | None = None, order: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The radial candidates' features of rows ``z`` (n, d) (z-scores) with squared norms ``sq`` (n,)
+    (:func:`square_norms` of the raw rows), S = ``z[:, cols]``, r = (sq - mean) / sd: ``order`` 2 (the
+    turn's inverse to second order in the angle's spread) ``[S, S r, S r^2, r, r^2]``, (n, 3 |cols| + 2)
+    float64; ``order`` 1 ``[S, S r, r]``, (n, 2 |cols| + 1) (:data:`RADIAL_ORDER`). ``stats`` (mean,
+    sd): the fitting rows'; None computes them from ``sq``. r is 0 when sd is at most 1e-9 of the
+    mean (rows of one norm up to rounding: their rounding noise is no feature). Returns (features,
+    stats)."""
+    sq = np.asarray(sq, dtype=np.float64)
+    if stats is None:
+        stats = np.array([sq.mean(), sq.std()]) if sq.size else np.array([0.0, 0.0])
+    constant = not stats[1] > 1e-9 * abs(stats[0])
+    r = np.zeros_like(sq) if constant else (sq - stats[0]) / stats[1]
+    base = np.asarray(z, dtype=np.float64)[:, np.asarray(cols)]
+    r1, r2 = r[:, None], (r * r)[:, None]
+    parts = [base, base * r1, r1] if order == 1 else [base, base * r1, base * r2, r1, r2]
+    return np.hstack(parts), np.asarray(stats, dtype=np.float64)
 
 
 def _inv_sqrt(c: np.ndarray) -> np.ndarray:
@@ -234,17 +332,47 @@ def _scores(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s - mean, mean
 
 
+def _radial_pair(zx: np.ndarray, zy: np.ndarray, qx: np.ndarray, qy: np.ndarray, cols: tuple[np.ndarray, np.ndarray],
+                 order: int):
+    """Centred :func:`radial_features` (of ``order``) of both sides of the fitting rows, their means and
+    norm stats: ((fx, mean_x, stats_x), (fy, mean_y, stats_y))."""
+    out = []
+    for z, q, c in ((zx, qx, cols[0]), (zy, qy, cols[1])):
+        f, stats = radial_features(z, q, c, order=order)
+        mean = f.mean(0)
+        out.append((f - mean, mean, stats))
+    return out[0], out[1]
+
+
 def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, variates: bool = False,
-                  width: int = 1):
+                  width: int = 1, x_sq: np.ndarray | None = None, y_sq: np.ndarray | None = None,
+                  exponents: tuple[int, int] = (0, 0)):
     """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows;
     ``pcs``: first reduce each side with more columns to its top ``pcs`` principal components (of
     its own normal scores); :data:`SCREENED`: keep each side's screened columns
-    (:func:`screen_columns` on these rows, at least ``width`` per side). Returns the
-    :class:`CanonicalMap`; with ``variates=True`` also the fitting rows' canonical variates (u (n,
-    r), v (n, r); what ``transform`` gives for these rows, without mapping them again)."""
+    (:func:`screen_columns` on these rows, at least ``width`` per side); :data:`RADIAL`: CCA of
+    :func:`radial_features` of the screened columns (at least ``width // 2`` per side) of the
+    z-scores ``x`` / ``y`` and the rows' squared norms ``x_sq`` / ``y_sq`` (n,) (:func:`square_norms`
+    with ``exponents``, kept in the map for new rows); :data:`RADIAL_ALL`: the same on all columns (at
+    the orders of :data:`RADIAL_ORDER`). Returns the :class:`CanonicalMap`; with
+    ``variates=True`` also the fitting rows' canonical variates (u (n, r), v (n, r); what
+    ``transform`` gives for these rows, without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     (sx, mx), (sy, my) = _scores(x), _scores(y)
+    if pcs in (RADIAL, RADIAL_ALL):
+        if x_sq is None or y_sq is None:
+            raise ValueError("the radial view needs the rows' squared norms (x_sq, y_sq)")
+        cols = (screen_columns(sx, sy, at_least=max(1, width // 2)) if pcs == RADIAL
+                else (np.arange(x.shape[1]), np.arange(y.shape[1])))
+        order = RADIAL_ORDER[pcs]
+        (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x, y, x_sq, y_sq, cols, order)
+        a, b, rho = _cca(fx, fy, None, None)
+        fit = CanonicalMap(np.zeros((0, x.shape[1])), np.zeros((0, y.shape[1])), fmx, fmy, a, b, rho,
+                           cols_x=np.asarray(cols[0], np.int64), cols_y=np.asarray(cols[1], np.int64),
+                           norm_x=np.array([exponents[0], *nx, order], np.float64),
+                           norm_y=np.array([exponents[1], *ny, order], np.float64))
+        return (fit, fx @ a, fy @ b) if variates else fit
     if pcs == SCREENED:
         cols = screen_columns(sx, sy, at_least=width)
         a, b, rho = _cca(sx, sy, _selection(sx.shape[1], cols[0]), _selection(sy.shape[1], cols[1]))
@@ -255,13 +383,16 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
 
 
 def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
-                    screen: bool = True) -> tuple[tuple[int | None, int], ...]:
+                    screen: bool = True, radial: bool = True) -> tuple[tuple[int | None, int], ...]:
     """The (pcs, width) pairs :func:`select_view` tries. ``pcs``: None (CCA on all columns; only when
     neither side has more columns than a quarter of the training rows, so a cross-fit half holds at
     least twice the columns) or 8, 16, 32, ... principal components per side (fewer than the wider
     side's columns, at most a quarter of the training rows), then :data:`SCREENED` (the screened
     columns, when each side has 4 columns or more and the screen costs at most
-    :data:`SCREEN_MAX_MULTIPLY_ADDS`; ``screen=False`` leaves it out, the view before session 11).
+    :data:`SCREEN_MAX_MULTIPLY_ADDS`; ``screen=False`` leaves it out, the view before session 11),
+    then :data:`RADIAL` at the screened candidate's widths (with it), and :data:`RADIAL_ALL` when both
+    sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns, at the all-columns widths (``radial=False``, or
+    ``screen=False``, leaves both out: the view before session 13).
     ``width``: 1, 2, 4, ... up to ``latent_dim`` and
     the narrower side (after the reduction; for :data:`SCREENED`, a quarter of the narrower side,
     the most columns it may keep). Empty when nothing fits."""
@@ -283,13 +414,20 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
     r = min(latent_dim, int(SCREEN_FRACTION * d_x), int(SCREEN_FRACTION * d_y))
     # cap >= 8 as for 8 principal components (a half holds 4 rows per column); the screen's cost bounded
     if screen and r >= 1 and cap >= 8 and float(d_x) * d_y * (n_train // 2) <= SCREEN_MAX_MULTIPLY_ADDS:
-        out += [(SCREENED, w) for w in [1 << i for i in range(r.bit_length()) if (1 << i) <= r]]
+        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
+        out += [(SCREENED, w) for w in widths]
+        if radial:
+            out += [(RADIAL, w) for w in widths]
+    if screen and radial and cap >= 8 and 2 <= min(d_x, d_y) and max(d_x, d_y) <= RADIAL_MAX_COLUMNS:
+        r = min(latent_dim, d_x, d_y)
+        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
+        out += [(RADIAL_ALL, w) for w in widths + ([r] if widths[-1] != r else [])]
     return tuple(out)
 
 
 def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[int | None, int], ...], k: int,
-                seed: int, ksg_mi: Callable[[np.ndarray, np.ndarray], float]
-                ) -> "ViewChoice":
+                seed: int, ksg_mi: Callable[[np.ndarray, np.ndarray], float],
+                x_sq: np.ndarray | None = None, y_sq: np.ndarray | None = None) -> "ViewChoice":
     """The canonical view (pcs, width) to compare with the latents, chosen on the training rows only.
 
     ``x_tr`` (n, d_x) / ``y_tr`` (n, d_y): the training rows' inputs; ``candidates``: the (pcs,
@@ -297,7 +435,10 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     uses (its k and jitter); ``seed``: the halves. Each candidate's score: CCA fitted on one half,
     KSG on the other half's variates, both ways, averaged; a :data:`SCREENED` candidate scores -inf
     when either half's screen keeps no column, more than :data:`SCREEN_FRACTION` of a side's columns
-    or more than half the half's rows, or fewer columns than its width. Returns a :class:`ViewChoice`."""
+    or more than half the half's rows, or fewer columns than its width; a :data:`RADIAL` candidate
+    (on the same screened columns) likewise; :data:`RADIAL` and :data:`RADIAL_ALL` also when a half
+    holds fewer than twice their features, and always without the rows' squared norms ``x_sq`` /
+    ``y_sq`` (n,) (:func:`square_norms` of the raw training rows). Returns a :class:`ViewChoice`."""
     n = x_tr.shape[0]
     perm = np.random.default_rng(seed).permutation(n)
     halves = (perm[: n // 2], perm[n // 2:])
@@ -306,7 +447,7 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     x_tr = np.asarray(x_tr, dtype=np.float64)
     y_tr = np.asarray(y_tr, dtype=np.float64)
     options = list(dict.fromkeys(p for p, _ in candidates))
-    pcs_options = [p for p in options if p is not None and p != SCREENED]
+    pcs_options = [p for p in options if p is not None and p not in (SCREENED, RADIAL, RADIAL_ALL)]
     views: dict[int | None, list] = {p: [] for p in options}
     for fit_rows, score_rows in zip(halves, halves[::-1]):
         (sx, mx), (sy, my) = _scores(x_tr[fit_rows]), _scores(y_tr[fit_rows])
@@ -315,9 +456,24 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
         # one SVD per side and half, for every number of components that reduces that side
         vx = _principal(sx) if any(p < sx.shape[1] for p in pcs_options) else None
         vy = _principal(sy) if any(p < sy.shape[1] for p in pcs_options) else None
+        cols = (screen_columns(sx, sy, fraction=SCREEN_FRACTION)
+                if SCREENED in options or RADIAL in options else None)
         for p in options:
+            if p in (RADIAL, RADIAL_ALL):
+                use = cols if p == RADIAL else (np.arange(x_tr.shape[1]), np.arange(y_tr.shape[1]))
+                order = RADIAL_ORDER[p]
+                if (use is None or x_sq is None or y_sq is None
+                        or (order + 1) * max(len(c) for c in use) + order > len(fit_rows) // 2):
+                    views[p].append(None)
+                    continue
+                (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x_tr[fit_rows], y_tr[fit_rows], x_sq[fit_rows],
+                                                            y_sq[fit_rows], use, order)
+                a, b, _ = _cca(fx, fy, None, None)
+                gx = radial_features(x_tr[score_rows], x_sq[score_rows], use[0], nx, order)[0] - fmx
+                gy = radial_features(y_tr[score_rows], y_sq[score_rows], use[1], ny, order)[0] - fmy
+                views[p].append((gx @ a, gy @ b))
+                continue
             if p == SCREENED:
-                cols = screen_columns(sx, sy, fraction=SCREEN_FRACTION)
                 if cols is None or max(len(c) for c in cols) > len(fit_rows) // 2:
                     views[p].append(None)
                     continue

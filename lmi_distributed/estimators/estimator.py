@@ -45,6 +45,9 @@ FORMAT = "lmi_distributed.LMI/1"
 
 #: the :class:`.canonical.CanonicalMap` arrays :meth:`LMI.save` writes (``cmap.<name>`` tensors)
 CANONICAL_FIELDS = ("ref_x", "ref_y", "mean_x", "mean_y", "a", "b", "rho")
+#: and those of a radial map (:data:`.canonical.RADIAL`, :data:`.canonical.RADIAL_ALL`), written when
+#: it has them
+RADIAL_FIELDS = ("cols_x", "cols_y", "norm_x", "norm_y")
 
 
 @dataclass(frozen=True)
@@ -357,8 +360,9 @@ class LMI(BaseEstimator):
             if cmap is None:
                 raise LMIError("this fit's MI is its canonical view's, but the view's map was not kept "
                                "(a file saved without it): refit to score new pairs")
+            sq = cmap.square_norms(Xq, Yq) if cmap.radial else (None, None)
             qx, qy = cmap.transform(self.x_scaler_.transform(Xq), self.y_scaler_.transform(Yq),
-                                    res.canonical_width)
+                                    res.canonical_width, *sq)
             return oos_pmi(res.cx[res.test_idx], res.cy[res.test_idx], qx, qy, k=s.k, noise=s.ksg_noise,
                            seed=derive_seed(self.seed_, "view-ksg"), backend=backend,
                            convention=convention, ties=ties) - res.canonical_bias
@@ -403,6 +407,8 @@ class LMI(BaseEstimator):
         if res.canonical_map is not None:
             cm = res.canonical_map
             tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in CANONICAL_FIELDS})
+            if cm.radial:
+                tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in RADIAL_FIELDS})
         if res.r2_x is not None:
             tensors.update({"r2_x": t(np.asarray(res.r2_x, np.float64)), "r2_y": t(np.asarray(res.r2_y, np.float64))})
         for side, sc in (("x", self.x_scaler_), ("y", self.y_scaler_)):
@@ -452,7 +458,9 @@ class LMI(BaseEstimator):
                         canonical_pcs=int(f.get("canonical_pcs", 0)),
                         canonical_bias=float(f.get("canonical_bias", 0.0)),
                         cx=n("cx") if "cx" in tensors else None, cy=n("cy") if "cy" in tensors else None,
-                        canonical_map=CanonicalMap(**{f: n(f"cmap.{f}") for f in CANONICAL_FIELDS})
+                        canonical_map=CanonicalMap(**{f: n(f"cmap.{f}") for f in CANONICAL_FIELDS},
+                                                   **{f: n(f"cmap.{f}") for f in RADIAL_FIELDS
+                                                      if f"cmap.{f}" in tensors})
                         if "cmap.a" in tensors else None)
         xs = Standardizer(n("x_exponent"), n("x_mean"), n("x_std"), float(f["clip_x"]))
         ys = Standardizer(n("y_exponent"), n("y_mean"), n("y_std"), float(f["clip_y"]))
