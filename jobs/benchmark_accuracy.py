@@ -198,13 +198,13 @@ def _larger(latents: float, canonical: float) -> float:
 
 def _without_screen(g, X: np.ndarray, Y: np.ndarray, radial_only: bool = False) -> float:
     """Result ``g``'s estimate had the canonical view not had the screened candidate
-    (``canonical.SCREENED``) nor the radial ones (``canonical.RADIAL``, ``canonical.RADIAL_ALL``): its
+    (``canonical.SCREENED``) nor the radial ones (``canonical.RADIAL_SPECS``): its
     view recomputed (same inputs, split, seed and settings) with ``screen=False``, then the larger of
     it and the same latents. ``radial_only``: without the radial candidates only (``radial=False``)."""
     from lmi_distributed.estimators import canonical
     from lmi_distributed.estimators.api import _canonical_view, _check_pair, _prepare
 
-    radial = (canonical.RADIAL, canonical.RADIAL_ALL)
+    radial = tuple(canonical.RADIAL_SPECS)
     dropped = radial if radial_only else (canonical.SCREENED, *radial)
     if g.canonical_pcs not in dropped:
         return g.mi

@@ -109,7 +109,8 @@ def main() -> None:
               f"{row['mi_canonical'] if row['mi_canonical'] is not None else float('nan'):>8.3f} {train_s:>8.1f}",
               flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"meta": {"repeats": a.repeats, "threads": 1, "quick_budget": quick, "family": a.family},
+    a.out.write_text(json.dumps({"meta": {"repeats": a.repeats, "threads": 1, "quick_budget": quick,
+                                          "family": a.family},
                                  "rows": rows}, indent=1))
     print(f"wrote {a.out}")
 

@@ -1,5 +1,6 @@
 """How often the canonical view clears its noise gate on independent pairs, with and without the
-radial candidates (``canonical.RADIAL_ALL`` is offered at 2-8 columns a side; session 13).
+radial candidates (``canonical.RADIAL_ALL`` and ``RADIAL_ALL_ICA`` are offered at 2-8 columns a side;
+session 13).
 
 For each d and kind: independent pairs X, Y (N rows, d columns each; ``gauss`` standard normal,
 ``t2`` Student-t with 2 degrees of freedom), prepared as the view sees them (z-scores, the raw rows'
@@ -49,7 +50,7 @@ def one_kind(d: int, kind: str, pairs: int, n: int) -> dict:
             best[radial].append(max(scores.values()))
             if choice is not None:
                 passes[radial] += 1
-                radial_chosen += int(radial and choice[0] in (canonical.RADIAL, canonical.RADIAL_ALL))
+                radial_chosen += int(radial and choice[0] in canonical.RADIAL_SPECS)
     return {"d": d, "kind": kind, "pairs": pairs, "n": n, "gate_passes_radial": passes[True],
             "gate_passes_no_radial": passes[False], "radial_chosen": radial_chosen,
             "median_best_score_radial": float(np.median(best[True])),

@@ -78,7 +78,8 @@ class LMIResult:
     #: ``canonical_pcs`` the principal components per side it was fitted in (0: all columns; -1: the
     #: columns that correlate with the other side, :data:`.canonical.SCREENED`; -2: those columns with
     #: their products with the row's squared norm, :data:`.canonical.RADIAL`; -3: all columns with their
-    #: products with it and its square, :data:`.canonical.RADIAL_ALL`);
+    #: products with it and its square, :data:`.canonical.RADIAL_ALL`; -4 / -5: those two Gaussianised
+    #: in independent components, :data:`.canonical.RADIAL_ICA`, :data:`.canonical.RADIAL_ALL_ICA`);
     #: ``canonical_bias`` the KSG bias in bits subtracted from its KSG estimate and from each of its pMI
     #: (``settings.view_bias``; 0.0 with "none" or no view): ``mi_canonical`` is the KSG estimate minus it;
     #: ``cx`` / ``cy`` (N, width) float64 its canonical variates of all rows (NaN on rows in neither
@@ -282,8 +283,8 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, scr
     no canonical fields (``mi_canonical`` NaN) when :func:`.canonical.view_candidates` offers none or
     none clears the noise gate. ``screen=False``: without the screened candidate
     (:data:`.canonical.SCREENED`; the view before session 11, for the benchmarks' ablations; it also
-    leaves out the radial candidates); ``radial=False``: without :data:`.canonical.RADIAL` and
-    :data:`.canonical.RADIAL_ALL` (the view before session 13)."""
+    leaves out the radial candidates); ``radial=False``: without the radial candidates
+    (:data:`.canonical.RADIAL_SPECS`; the view before session 13)."""
     from . import canonical, ksg
 
     tr, te = prep.train_idx, prep.test_idx
@@ -308,8 +309,10 @@ def _canonical_view(prep: _Prepared, s: LMISettings, keep_map: bool = False, scr
     if choice is None or not np.isfinite(scores[choice]):
         return {}
     pcs, width = choice
+    # the ICA stage of a radial view takes the halves' seed, as it did when the view was chosen
     fit, u_tr, v_tr = canonical.fit_canonical(x_tr, y_tr, pcs=pcs, variates=True, width=width, x_sq=sq_tr[0],
-                                              y_sq=sq_tr[1], exponents=prep.sq_exponents)
+                                              y_sq=sq_tr[1], exponents=prep.sq_exponents,
+                                              seed=derive_seed(prep.seed, "view-halves"))
     n = prep.xz.shape[0]
     cx, cy = np.full((n, width), np.nan), np.full((n, width), np.nan)
     cx[tr], cy[tr] = u_tr[:, :width], v_tr[:, :width]

@@ -27,21 +27,23 @@ side's columns. When the dependence sits in a few of many columns (BMI's sparse 
 variates lose 0.04-0.05 bits of 1.47; CCA on the 2 screened columns loses almost none (measured:
 docs/estimator.md, session 11).
 
-Two nonlinear candidates (session 13). ``pcs`` = :data:`RADIAL`, offered with the screened one: CCA
-on the screened columns' z-scores S, their products S r, and r, where r is the row's squared norm as
+Nonlinear candidates (session 13). ``pcs`` = :data:`RADIAL`, offered with the screened one: CCA on
+the screened columns' z-scores S, their products S r, and r, where r is the row's squared norm as
 given (``||x||^2`` of the raw row, standardised on the fitting rows; :func:`square_norms`,
 :func:`radial_features`). ``pcs`` = :data:`RADIAL_ALL`: all columns, to second order (S, S r, S r^2,
-r, r^2), when both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (:data:`RADIAL_ORDER`). They
-are for a dependence whose directions turn with the input's length: x' = R(theta(||x||^2)) x (BMI's
-spiral, a rotation by an angle proportional to the squared norm, which the rotation keeps). Its
-inverse, expanded in the angle's spread around its mean theta0, is R(-theta0) x' plus (theta -
-theta0) and (theta - theta0)^2 times fixed linear maps of x': linear in x', r x' and r^2 x' to
-second order. The linear views cannot follow the turn: on BMI's spiral 25 x 25 task they keep 1.24
-of 1.47 bits held out, the radial features 1.48; on its 3 x 3 task 0.79 and 1.32 (prototypes:
-docs/estimator.md, session 13). The raw rows' norm, not the z-scores', because the turn follows the
-row's length as given (uniform coordinates in [0, 1] have a norm that is not a function of their
-z-scores' norm). The standardised norm does not change when the whole input is scaled or rotated;
-rescaling or shifting single columns changes it.
+r, r^2), when both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (:data:`RADIAL_ORDER`);
+:data:`RADIAL_ICA` and :data:`RADIAL_ALL_ICA`: the same two with their variates Gaussianised in
+independent components (:func:`independent_normal_scores`). They are for a dependence whose
+directions turn with the input's length: x' = R(theta(||x||^2)) x (BMI's spiral, a rotation by an
+angle proportional to the squared norm, which the rotation keeps). Its inverse, expanded in the
+angle's spread around its mean theta0, is R(-theta0) x' plus (theta - theta0) and (theta - theta0)^2
+times fixed linear maps of x': linear in x', r x' and r^2 x' to second order. The linear views
+cannot follow the turn: on BMI's spiral 25 x 25 task they keep 1.24 of 1.47 bits held out, the
+radial features 1.48; on its 3 x 3 task 0.79 and 1.32 (prototypes: docs/estimator.md, session 13).
+The raw rows' norm, not the z-scores', because the turn follows the row's length as given (uniform
+coordinates in [0, 1] have a norm that is not a function of their z-scores' norm). The standardised
+norm does not change when the whole input is scaled or rotated; rescaling or shifting single columns
+changes it.
 
 The choice (:func:`select_view`), on the training rows: they are split in two halves A and B
 (seeded); each candidate (p, m) -- p all columns or a number of principal components, m = 1, 2,
@@ -89,7 +91,8 @@ from .seeding import derive_seed
 
 __all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "gaussian_mi_bits",
            "screen_columns", "SCREENED", "SCREEN_ALPHA", "SCREEN_FRACTION", "SCREEN_MAX_MULTIPLY_ADDS",
-           "RADIAL", "RADIAL_ALL", "RADIAL_MAX_COLUMNS", "RADIAL_ORDER", "square_norms", "radial_features",
+           "RADIAL", "RADIAL_ALL", "RADIAL_ICA", "RADIAL_ALL_ICA", "RADIAL_MAX_COLUMNS", "RADIAL_ORDER", "RADIAL_SPECS",
+           "square_norms", "radial_features", "independent_normal_scores",
            "reference_cov", "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS",
            "BIAS_ROWS", "BIAS_MAX_REPEATS", "bias_repeats", "NORMALITY_Z"]
 
@@ -141,6 +144,18 @@ RADIAL_MAX_COLUMNS = 8
 #: features cost more than they fit (10 seeds: spiral 0.037 / 0.029 median |error| at first / second
 #: order, spiral of normal CDFs 0.038 / 0.051)
 RADIAL_ORDER = {RADIAL: 1, RADIAL_ALL: 2}
+#: the same two candidates with their variates Gaussianised in independent components
+#: (:func:`independent_normal_scores`: FastICA on the fitting rows' variates, then each component's
+#: normal scores; one step of Chen & Gopinath's Gaussianization, 2000), ``LMIResult.canonical_pcs``
+#: -4 and -5. A turn of non-Gaussian coordinates (BMI's spiral of normal CDFs: uniform coordinates)
+#: leaves the radial view's variates mixtures of uniforms; their normal scores must be taken in the
+#: sources' axes, not the canonical ones (prototype, 10 seeds of BMI's spiral of normal CDFs 25 x 25:
+#: median |error| 0.038 -> 0.011 bits). Offered next to the plain ones; the cross-fit decides
+RADIAL_ICA = -4
+RADIAL_ALL_ICA = -5
+#: every radial candidate: (its expansion's order, all columns (else the screened ones), ICA stage)
+RADIAL_SPECS = {RADIAL: (1, False, False), RADIAL_ALL: (2, True, False),
+                RADIAL_ICA: (1, False, True), RADIAL_ALL_ICA: (2, True, True)}
 #: family-wise level of the screen: a column is kept when |r| of its normal scores with some column of
 #: the other side exceeds the two-sided Bonferroni bound for d_x * d_y pairs at this level,
 #: norm.isf(SCREEN_ALPHA / (2 d_x d_y)) / sqrt(rows) (r * sqrt(rows) is about N(0, 1) for an
@@ -174,7 +189,11 @@ class CanonicalMap:
     fitting rows' mean and sd of the squared norms, and the expansion's order; ``a`` / ``b`` act on
     :func:`radial_features` (2 |cols| + 1 or 3 |cols| + 2 of them),
     ``mean_x`` / ``mean_y`` are those features' means, and ``ref_x`` / ``ref_y`` are empty (0, d):
-    no normal scores are taken."""
+    no normal scores are taken. With an ICA stage (:data:`RADIAL_ICA`, :data:`RADIAL_ALL_ICA`):
+    ``ica_x`` / ``ica_y`` (w, w) the unmixing matrices and ``ica_mean_x`` / ``ica_mean_y`` (w,) the
+    means of :func:`independent_normal_scores` on the top w variates, and ``ref_x`` / ``ref_y`` (n, w)
+    the fitting rows' independent components (the normal-score reference); its transform gives
+    exactly w variates."""
     ref_x: np.ndarray
     ref_y: np.ndarray
     mean_x: np.ndarray
@@ -186,6 +205,10 @@ class CanonicalMap:
     cols_y: np.ndarray | None = None
     norm_x: np.ndarray | None = None
     norm_y: np.ndarray | None = None
+    ica_x: np.ndarray | None = None
+    ica_y: np.ndarray | None = None
+    ica_mean_x: np.ndarray | None = None
+    ica_mean_y: np.ndarray | None = None
 
     @property
     def radial(self) -> bool:
@@ -209,7 +232,13 @@ class CanonicalMap:
                 raise ValueError("a radial canonical map needs the rows' squared norms (x_sq, y_sq)")
             fx = radial_features(x, x_sq, self.cols_x, self.norm_x[1:3], order=int(self.norm_x[3]))[0]
             fy = radial_features(y, y_sq, self.cols_y, self.norm_y[1:3], order=int(self.norm_y[3]))[0]
-            return (fx - self.mean_x) @ self.a[:, :width], (fy - self.mean_y) @ self.b[:, :width]
+            u, v = (fx - self.mean_x) @ self.a[:, :width], (fy - self.mean_y) @ self.b[:, :width]
+            if self.ica_x is None:
+                return u, v
+            if width != self.ica_x.shape[0]:
+                raise ValueError(f"this map's ICA stage was fitted at width {self.ica_x.shape[0]}, not {width}")
+            return (gaussianize(self.ref_x, (u - self.ica_mean_x) @ self.ica_x.T),
+                    gaussianize(self.ref_y, (v - self.ica_mean_y) @ self.ica_y.T))
         u = (gaussianize(self.ref_x, x) - self.mean_x) @ self.a[:, :width]
         v = (gaussianize(self.ref_y, y) - self.mean_y) @ self.b[:, :width]
         return u, v
@@ -246,6 +275,28 @@ def radial_features(z: np.ndarray, sq: np.ndarray, cols: np.ndarray,
     r1, r2 = r[:, None], (r * r)[:, None]
     parts = [base, base * r1, r1] if order == 1 else [base, base * r1, base * r2, r1, r2]
     return np.hstack(parts), np.asarray(stats, dtype=np.float64)
+
+
+def independent_normal_scores(fit: np.ndarray, score: np.ndarray | None = None, *, seed: int = 0):
+    """One Gaussianization step of variates ``fit`` (n, w) (the fitting rows): FastICA (scikit-learn,
+    unit-variance whitening, ``random_state`` ``seed``) finds w independent components, and each
+    component is mapped to normal scores by its empirical CDF on the fitting rows (:func:`.gaussianize`).
+    ``score`` (m, w): other rows, mapped by the same unmixing and CDFs. Returns (unmixing (w, w), mean
+    (w,), the fitting rows' components (n, w), their normal scores (n, w), ``score``'s normal scores (m,
+    w) or None). A components = (variates - mean) @ unmixing.T; FastICA's convergence warnings are
+    silenced (a component that did not converge is still a fixed linear map, fitted on these rows)."""
+    import warnings
+
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
+    ica = FastICA(whiten="unit-variance", random_state=seed % (2 ** 32), max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        src = ica.fit_transform(np.asarray(fit, dtype=np.float64))
+    unmix, mean = np.asarray(ica.components_, np.float64), np.asarray(ica.mean_, np.float64)
+    out = None if score is None else gaussianize(src, (np.asarray(score, np.float64) - mean) @ unmix.T)
+    return unmix, mean, src, gaussianize(src), out
 
 
 def _inv_sqrt(c: np.ndarray) -> np.ndarray:
@@ -346,7 +397,7 @@ def _radial_pair(zx: np.ndarray, zy: np.ndarray, qx: np.ndarray, qy: np.ndarray,
 
 def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, variates: bool = False,
                   width: int = 1, x_sq: np.ndarray | None = None, y_sq: np.ndarray | None = None,
-                  exponents: tuple[int, int] = (0, 0)):
+                  exponents: tuple[int, int] = (0, 0), seed: int = 0):
     """Linear CCA of the normal scores of ``x`` (n, d_x) and ``y`` (n, d_y), fitted on these rows;
     ``pcs``: first reduce each side with more columns to its top ``pcs`` principal components (of
     its own normal scores); :data:`SCREENED`: keep each side's screened columns
@@ -354,25 +405,35 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
     :func:`radial_features` of the screened columns (at least ``width // 2`` per side) of the
     z-scores ``x`` / ``y`` and the rows' squared norms ``x_sq`` / ``y_sq`` (n,) (:func:`square_norms`
     with ``exponents``, kept in the map for new rows); :data:`RADIAL_ALL`: the same on all columns (at
-    the orders of :data:`RADIAL_ORDER`). Returns the :class:`CanonicalMap`; with
+    the orders of :data:`RADIAL_ORDER`); :data:`RADIAL_ICA` / :data:`RADIAL_ALL_ICA`: those with the
+    top ``width`` variates Gaussianised in independent components (:func:`independent_normal_scores`,
+    ``seed``). Returns the :class:`CanonicalMap`; with
     ``variates=True`` also the fitting rows' canonical variates (u (n, r), v (n, r); what
     ``transform`` gives for these rows, without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     (sx, mx), (sy, my) = _scores(x), _scores(y)
-    if pcs in (RADIAL, RADIAL_ALL):
+    if pcs in RADIAL_SPECS:
         if x_sq is None or y_sq is None:
             raise ValueError("the radial view needs the rows' squared norms (x_sq, y_sq)")
-        cols = (screen_columns(sx, sy, at_least=max(1, width // 2)) if pcs == RADIAL
-                else (np.arange(x.shape[1]), np.arange(y.shape[1])))
-        order = RADIAL_ORDER[pcs]
+        order, all_columns, ica = RADIAL_SPECS[pcs]
+        cols = ((np.arange(x.shape[1]), np.arange(y.shape[1])) if all_columns
+                else screen_columns(sx, sy, at_least=max(1, width // 2)))
         (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x, y, x_sq, y_sq, cols, order)
         a, b, rho = _cca(fx, fy, None, None)
-        fit = CanonicalMap(np.zeros((0, x.shape[1])), np.zeros((0, y.shape[1])), fmx, fmy, a, b, rho,
+        u, v = fx @ a, fy @ b
+        stage: dict[str, np.ndarray] = {}
+        refs = (np.zeros((0, x.shape[1])), np.zeros((0, y.shape[1])))
+        if ica:
+            (ux, mux, srcx, u, _), (uy, muy, srcy, v, _) = (independent_normal_scores(u[:, :width], seed=seed),
+                                                          independent_normal_scores(v[:, :width], seed=seed))
+            stage = dict(ica_x=ux, ica_y=uy, ica_mean_x=mux, ica_mean_y=muy)
+            refs = (srcx, srcy)
+        fit = CanonicalMap(refs[0], refs[1], fmx, fmy, a, b, rho,
                            cols_x=np.asarray(cols[0], np.int64), cols_y=np.asarray(cols[1], np.int64),
                            norm_x=np.array([exponents[0], *nx, order], np.float64),
-                           norm_y=np.array([exponents[1], *ny, order], np.float64))
-        return (fit, fx @ a, fy @ b) if variates else fit
+                           norm_y=np.array([exponents[1], *ny, order], np.float64), **stage)
+        return (fit, u, v) if variates else fit
     if pcs == SCREENED:
         cols = screen_columns(sx, sy, at_least=width)
         a, b, rho = _cca(sx, sy, _selection(sx.shape[1], cols[0]), _selection(sy.shape[1], cols[1]))
@@ -390,9 +451,10 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
     side's columns, at most a quarter of the training rows), then :data:`SCREENED` (the screened
     columns, when each side has 4 columns or more and the screen costs at most
     :data:`SCREEN_MAX_MULTIPLY_ADDS`; ``screen=False`` leaves it out, the view before session 11),
-    then :data:`RADIAL` at the screened candidate's widths (with it), and :data:`RADIAL_ALL` when both
-    sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns, at the all-columns widths (``radial=False``, or
-    ``screen=False``, leaves both out: the view before session 13).
+    then :data:`RADIAL` and :data:`RADIAL_ICA` at the screened candidate's widths (with it), and
+    :data:`RADIAL_ALL` and :data:`RADIAL_ALL_ICA` when both sides have 2 to :data:`RADIAL_MAX_COLUMNS`
+    columns, at the all-columns widths (``radial=False``, or ``screen=False``, leaves them out: the
+    view before session 13).
     ``width``: 1, 2, 4, ... up to ``latent_dim`` and
     the narrower side (after the reduction; for :data:`SCREENED`, a quarter of the narrower side,
     the most columns it may keep). Empty when nothing fits."""
@@ -417,11 +479,11 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
         widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
         out += [(SCREENED, w) for w in widths]
         if radial:
-            out += [(RADIAL, w) for w in widths]
+            out += [(p, w) for p in (RADIAL, RADIAL_ICA) for w in widths]
     if screen and radial and cap >= 8 and 2 <= min(d_x, d_y) and max(d_x, d_y) <= RADIAL_MAX_COLUMNS:
         r = min(latent_dim, d_x, d_y)
         widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
-        out += [(RADIAL_ALL, w) for w in widths + ([r] if widths[-1] != r else [])]
+        out += [(p, w) for p in (RADIAL_ALL, RADIAL_ALL_ICA) for w in widths + ([r] if widths[-1] != r else [])]
     return tuple(out)
 
 
@@ -435,10 +497,12 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     uses (its k and jitter); ``seed``: the halves. Each candidate's score: CCA fitted on one half,
     KSG on the other half's variates, both ways, averaged; a :data:`SCREENED` candidate scores -inf
     when either half's screen keeps no column, more than :data:`SCREEN_FRACTION` of a side's columns
-    or more than half the half's rows, or fewer columns than its width; a :data:`RADIAL` candidate
-    (on the same screened columns) likewise; :data:`RADIAL` and :data:`RADIAL_ALL` also when a half
-    holds fewer than twice their features, and always without the rows' squared norms ``x_sq`` /
-    ``y_sq`` (n,) (:func:`square_norms` of the raw training rows). Returns a :class:`ViewChoice`."""
+    or more than half the half's rows, or fewer columns than its width; a radial candidate on the
+    screened columns (:data:`RADIAL`, :data:`RADIAL_ICA`) likewise; every radial candidate
+    (:data:`RADIAL_SPECS`) also when a half holds fewer than twice its features, and always without the
+    rows' squared norms ``x_sq`` / ``y_sq`` (n,) (:func:`square_norms` of the raw training rows). An ICA
+    stage is fitted on the fitting half's variates at each width, with ``seed``. Returns a
+    :class:`ViewChoice`."""
     n = x_tr.shape[0]
     perm = np.random.default_rng(seed).permutation(n)
     halves = (perm[: n // 2], perm[n // 2:])
@@ -447,7 +511,7 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
     x_tr = np.asarray(x_tr, dtype=np.float64)
     y_tr = np.asarray(y_tr, dtype=np.float64)
     options = list(dict.fromkeys(p for p, _ in candidates))
-    pcs_options = [p for p in options if p is not None and p not in (SCREENED, RADIAL, RADIAL_ALL)]
+    pcs_options = [p for p in options if p is not None and p != SCREENED and p not in RADIAL_SPECS]
     views: dict[int | None, list] = {p: [] for p in options}
     for fit_rows, score_rows in zip(halves, halves[::-1]):
         (sx, mx), (sy, my) = _scores(x_tr[fit_rows]), _scores(y_tr[fit_rows])
@@ -456,12 +520,12 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
         # one SVD per side and half, for every number of components that reduces that side
         vx = _principal(sx) if any(p < sx.shape[1] for p in pcs_options) else None
         vy = _principal(sy) if any(p < sy.shape[1] for p in pcs_options) else None
-        cols = (screen_columns(sx, sy, fraction=SCREEN_FRACTION)
-                if SCREENED in options or RADIAL in options else None)
+        screened = any(p == SCREENED or (p in RADIAL_SPECS and not RADIAL_SPECS[p][1]) for p in options)
+        cols = screen_columns(sx, sy, fraction=SCREEN_FRACTION) if screened else None
         for p in options:
-            if p in (RADIAL, RADIAL_ALL):
-                use = cols if p == RADIAL else (np.arange(x_tr.shape[1]), np.arange(y_tr.shape[1]))
-                order = RADIAL_ORDER[p]
+            if p in RADIAL_SPECS:
+                order, all_columns, _ = RADIAL_SPECS[p]
+                use = (np.arange(x_tr.shape[1]), np.arange(y_tr.shape[1])) if all_columns else cols
                 if (use is None or x_sq is None or y_sq is None
                         or (order + 1) * max(len(c) for c in use) + order > len(fit_rows) // 2):
                     views[p].append(None)
@@ -471,7 +535,8 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
                 a, b, _ = _cca(fx, fy, None, None)
                 gx = radial_features(x_tr[score_rows], x_sq[score_rows], use[0], nx, order)[0] - fmx
                 gy = radial_features(y_tr[score_rows], y_sq[score_rows], use[1], ny, order)[0] - fmy
-                views[p].append((gx @ a, gy @ b))
+                # the fitting half's variates too: an ICA stage is fitted on them, width by width
+                views[p].append((gx @ a, gy @ b, fx @ a, fy @ b))
                 continue
             if p == SCREENED:
                 if cols is None or max(len(c) for c in cols) > len(fit_rows) // 2:
@@ -482,16 +547,22 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
                 a, b, _ = _cca(sx, sy, _basis(sx, p, vx), _basis(sy, p, vy))
             views[p].append((ox @ a, oy @ b))
 
-    def score(p: int | None, m: int) -> float:
+    def variates(p: int | None, m: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The scoring halves' width-m variates of candidate p (None: it cannot compete)."""
         if any(w is None or w[0].shape[1] < m for w in views[p]):
-            return float("-inf")                              # a screen that kept too few or too many columns
-        return float(np.mean([ksg_mi(u[:, :m], v[:, :m]) for u, v in views[p]]))
-    scores = {(p, m): score(p, m) for p, m in candidates}
+            return None                                       # a screen that kept too few or too many columns
+        if p in RADIAL_SPECS and RADIAL_SPECS[p][2]:
+            return [(independent_normal_scores(w[2][:, :m], w[0][:, :m], seed=seed)[4],
+                     independent_normal_scores(w[3][:, :m], w[1][:, :m], seed=seed)[4]) for w in views[p]]
+        return [(w[0][:, :m], w[1][:, :m]) for w in views[p]]
+
+    held = {c: variates(*c) for c in candidates}
+    scores = {c: float("-inf") if held[c] is None else float(np.mean([ksg_mi(u, v) for u, v in held[c]]))
+              for c in candidates}
     best = max(scores, key=lambda c: (scores[c], -c[1]))
     if scores[best] < GATE_Z / np.sqrt(min(len(h) for h in halves)):
         return ViewChoice(None, scores, None, float("nan"))   # nothing above noise: the latents alone
-    p, m = best
-    joint = [np.hstack([u[:, :m], v[:, :m]]) for u, v in views[p]]
+    joint = [np.hstack([u, v]) for u, v in held[best]]
     corr = np.mean([np.corrcoef(z.T) for z in joint], axis=0)
     return ViewChoice(best, scores, corr, max(normality_z(z) for z in joint))
 

@@ -45,9 +45,9 @@ FORMAT = "lmi_distributed.LMI/1"
 
 #: the :class:`.canonical.CanonicalMap` arrays :meth:`LMI.save` writes (``cmap.<name>`` tensors)
 CANONICAL_FIELDS = ("ref_x", "ref_y", "mean_x", "mean_y", "a", "b", "rho")
-#: and those of a radial map (:data:`.canonical.RADIAL`, :data:`.canonical.RADIAL_ALL`), written when
-#: it has them
-RADIAL_FIELDS = ("cols_x", "cols_y", "norm_x", "norm_y")
+#: and those of a radial map (:data:`.canonical.RADIAL_SPECS`) and of its ICA stage, written when it
+#: has them
+RADIAL_FIELDS = ("cols_x", "cols_y", "norm_x", "norm_y", "ica_x", "ica_y", "ica_mean_x", "ica_mean_y")
 
 
 @dataclass(frozen=True)
@@ -407,8 +407,7 @@ class LMI(BaseEstimator):
         if res.canonical_map is not None:
             cm = res.canonical_map
             tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in CANONICAL_FIELDS})
-            if cm.radial:
-                tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in RADIAL_FIELDS})
+            tensors.update({f"cmap.{f}": t(getattr(cm, f)) for f in RADIAL_FIELDS if getattr(cm, f) is not None})
         if res.r2_x is not None:
             tensors.update({"r2_x": t(np.asarray(res.r2_x, np.float64)), "r2_y": t(np.asarray(res.r2_y, np.float64))})
         for side, sc in (("x", self.x_scaler_), ("y", self.y_scaler_)):

@@ -36,14 +36,16 @@ def test_fit_and_select_find_the_dependent_directions():
     assert fit.rho[2] < 0.2
     cands = canonical.view_candidates(12, 12, 2000, 8)
     # all 12 columns (None) and 8 principal components, widths 1, 2, 4, 8; the screened columns
-    # (at most 12 / 4 = 3 per side), widths 1, 2; the radial features of those columns, the same widths
-    S, R = canonical.SCREENED, canonical.RADIAL
-    assert cands == tuple((p, w) for p in (None, 8) for w in (1, 2, 4, 8)) + ((S, 1), (S, 2), (R, 1), (R, 2))
+    # (at most 12 / 4 = 3 per side), widths 1, 2; the radial features of those columns, plain and with
+    # their ICA stage, the same widths
+    S, R, RI = canonical.SCREENED, canonical.RADIAL, canonical.RADIAL_ICA
+    assert cands == (tuple((p, w) for p in (None, 8) for w in (1, 2, 4, 8))
+                     + tuple((p, w) for p in (S, R, RI) for w in (1, 2)))
     mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
     choice, scores, _, _ = canonical.select_view(X, Y, candidates=cands, k=3, seed=1, ksg_mi=mi)
     assert choice in ((None, 2), (S, 2)) and set(scores) == set(cands)
     # without the rows' squared norms the radial candidate cannot compete
-    assert scores[(R, 1)] == scores[(R, 2)] == -math.inf
+    assert scores[(R, 1)] == scores[(R, 2)] == scores[(RI, 1)] == scores[(RI, 2)] == -math.inf
     assert scores[choice] == pytest.approx(truth, abs=0.2)     # cross-fitted on 1000 rows: KSG's spread ~0.05
     # independent: no candidate clears the noise gate
     rng = np.random.default_rng(2)
@@ -52,17 +54,17 @@ def test_fit_and_select_find_the_dependent_directions():
     assert choice is None and max(scores.values()) < canonical.GATE_Z / math.sqrt(1000)
     # more columns than a quarter of the training rows: principal components (8 ... 128 <= 250), no
     # CCA on all columns; the screen keeps few columns, so it stays
-    assert {p for p, _ in canonical.view_candidates(300, 12, 1000, 8)} == {8, 16, 32, 64, 128, S, R}
+    assert {p for p, _ in canonical.view_candidates(300, 12, 1000, 8)} == {8, 16, 32, 64, 128, S, R, RI}
     # screen=False: the candidates before session 11, radial=False those before session 13 (the
     # benchmarks' ablations)
-    assert canonical.view_candidates(12, 12, 2000, 8, screen=False) == cands[:-4]
-    assert canonical.view_candidates(12, 12, 2000, 8, radial=False) == cands[:-2]
+    assert canonical.view_candidates(12, 12, 2000, 8, screen=False) == cands[:-6]
+    assert canonical.view_candidates(12, 12, 2000, 8, radial=False) == cands[:-4]
     # 50 000 columns per side: the screen's cross-correlations would cost 1.25e12 multiply-adds a half
-    assert not {S, R} & {p for p, _ in canonical.view_candidates(50_000, 50_000, 1000, 8)}
+    assert not {S, R, RI} & {p for p, _ in canonical.view_candidates(50_000, 50_000, 1000, 8)}
     # a side with fewer than 4 columns: no screen (it could keep at most a quarter of them)
     # ... but the radial features of all columns (2 to RADIAL_MAX_COLUMNS a side)
-    RA = canonical.RADIAL_ALL
-    assert canonical.view_candidates(3, 5, 1000, 8) == ((None, 1), (None, 2), (None, 3), (RA, 1), (RA, 2), (RA, 3))
+    RA, RAI = canonical.RADIAL_ALL, canonical.RADIAL_ALL_ICA
+    assert canonical.view_candidates(3, 5, 1000, 8) == tuple((p, w) for p in (None, RA, RAI) for w in (1, 2, 3))
     assert canonical.view_candidates(3, 5, 1000, 8, radial=False) == ((None, 1), (None, 2), (None, 3))
     assert RA not in {p for p, _ in canonical.view_candidates(1, 5, 1000, 8)}      # no plane to turn in
     assert RA not in {p for p, _ in canonical.view_candidates(9, 5, 1000, 8)}
