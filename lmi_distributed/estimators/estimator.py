@@ -38,10 +38,15 @@ from .settings import SETTING_NAMES, LMISettings
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LMI", "Standardizer", "PairEncoders", "FORMAT"]
+__all__ = ["LMI", "Standardizer", "PairEncoders", "FORMAT", "FORMATS"]
 
 #: the ``format`` tag of files written by :meth:`LMI.save`
 FORMAT = "lmi_distributed.LMI/1"
+#: the tag of a file whose canonical map is radial (session 13): a reader that knows only FORMAT would
+#: rebuild the map without its norms and mis-map every query, so such a file refuses it by its tag
+FORMAT_RADIAL = "lmi_distributed.LMI/2"
+#: the tags :meth:`LMI.load` reads
+FORMATS = (FORMAT, FORMAT_RADIAL)
 
 #: the :class:`.canonical.CanonicalMap` arrays :meth:`LMI.save` writes (``cmap.<name>`` tensors)
 CANONICAL_FIELDS = ("ref_x", "ref_y", "mean_x", "mean_y", "a", "b", "rho")
@@ -383,7 +388,7 @@ class LMI(BaseEstimator):
         res = self.result_
         params = {k: (int(v) if isinstance(v, np.integer) else v) for k, v in self.get_params().items()}
         meta = {
-            "format": FORMAT,
+            "format": FORMAT_RADIAL if getattr(res.canonical_map, "radial", False) else FORMAT,
             "params": params,
             "settings": res.settings.model_dump(),
             "fitted": {"mi": None if math.isnan(res.mi) else res.mi, "status": res.status,
@@ -434,8 +439,8 @@ class LMI(BaseEstimator):
             tensors = blob["tensors"]
         except (TypeError, KeyError, ValueError):
             raise InputError(f"{os.fspath(path)} is not a file written by LMI.save") from None
-        if meta.get("format") != FORMAT:
-            raise InputError(f"{os.fspath(path)}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        if meta.get("format") not in FORMATS:
+            raise InputError(f"{os.fspath(path)}: format {meta.get('format')!r}, expected one of {FORMATS}")
         est = cls(**meta["params"])
         f = meta["fitted"]
         n = lambda name: tensors[name].numpy()  # noqa: E731

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lmi_distributed import LMI
+from lmi_distributed.errors import InputError
 from lmi_distributed.estimators import canonical
 from lmi_distributed.estimators.ksg import ksg_mi
 from lmi_distributed.estimators.preprocess import zscore_clip
@@ -154,6 +155,22 @@ def test_a_spiral_is_read_through_the_radial_view(tmp_path):
     np.testing.assert_allclose(est.score_samples(X[te], Y[te], convention="latentmi"), est.pmi_[te],
                                rtol=0, atol=1e-9)
     est.save(tmp_path / "r.pt")
+    # a radial map is tagged so that a reader of the older format refuses the file instead of
+    # rebuilding the map without its norms
+    import json
+
+    import torch
+
+    from lmi_distributed.estimators.estimator import FORMAT, FORMAT_RADIAL
+
+    blob = torch.load(tmp_path / "r.pt", weights_only=True)
+    meta = json.loads(blob["meta"])
+    assert meta["format"] == FORMAT_RADIAL != FORMAT
+    # ... and a tag this version does not know is refused by name, before anything is rebuilt
+    meta["format"] = "lmi_distributed.LMI/99"
+    torch.save({"meta": json.dumps(meta), "tensors": blob["tensors"]}, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="LMI/99"):
+        LMI.load(tmp_path / "future.pt")
     again = LMI.load(tmp_path / "r.pt")
     assert again.result_.canonical_pcs == canonical.RADIAL and again.mi_ == est.mi_
     assert again.result_.canonical_map.radial
