@@ -31,7 +31,7 @@ Nonlinear candidates (session 13). ``pcs`` = :data:`RADIAL`, offered with the sc
 the screened columns' z-scores S, their products S r, and r, where r is the row's squared norm as
 given (``||x||^2`` of the raw row, standardised on the fitting rows; :func:`square_norms`,
 :func:`radial_features`). ``pcs`` = :data:`RADIAL_ALL`: all columns, to second order (S, S r, S r^2,
-r, r^2), when both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (:data:`RADIAL_ORDER`);
+r, r^2), when both sides have 2 to :data:`RADIAL_MAX_COLUMNS` columns (:data:`RADIAL_SPECS`);
 :data:`RADIAL_ICA` and :data:`RADIAL_ALL_ICA`: the same two with their variates Gaussianised in
 independent components (:func:`independent_normal_scores`). They are for a dependence whose
 directions turn with the input's length: x' = R(theta(||x||^2)) x (BMI's spiral, a rotation by an
@@ -91,7 +91,7 @@ from .seeding import derive_seed
 
 __all__ = ["CanonicalMap", "fit_canonical", "view_candidates", "select_view", "ksg_input", "gaussian_mi_bits",
            "screen_columns", "SCREENED", "SCREEN_ALPHA", "SCREEN_FRACTION", "SCREEN_MAX_MULTIPLY_ADDS",
-           "RADIAL", "RADIAL_ALL", "RADIAL_ICA", "RADIAL_ALL_ICA", "RADIAL_MAX_COLUMNS", "RADIAL_ORDER", "RADIAL_SPECS",
+           "RADIAL", "RADIAL_ALL", "RADIAL_ICA", "RADIAL_ALL_ICA", "RADIAL_MAX_COLUMNS", "RADIAL_SPECS",
            "square_norms", "radial_features", "independent_normal_scores",
            "reference_cov", "ksg_gaussian_bias", "normality_z", "ViewChoice", "GATE_Z", "RIDGE", "BIAS_REPEATS",
            "BIAS_ROWS", "BIAS_MAX_REPEATS", "bias_repeats", "NORMALITY_Z"]
@@ -137,13 +137,6 @@ RADIAL_ALL = -3
 #: the most columns per side for :data:`RADIAL_ALL`: 3 d + 2 = 26 features a side at 8 (a radial
 #: candidate scores -inf in :func:`select_view` unless a training half holds twice its features)
 RADIAL_MAX_COLUMNS = 8
-#: the order of each radial candidate's expansion (:func:`radial_features`). The angle's spread
-#: follows the squared norm's relative spread, sqrt(2 / d) for Gaussian rows: 0.5-0.8 at the 2-8
-#: columns of RADIAL_ALL, where the second order is needed (BMI's 3 x 3 spiral: 1.02 bits of 1.47 at
-#: first order, 1.32 at second, prototype); 0.28 at BMI's 25 x 25 tasks, where the second order's extra
-#: features cost more than they fit (10 seeds: spiral 0.037 / 0.029 median |error| at first / second
-#: order, spiral of normal CDFs 0.038 / 0.051)
-RADIAL_ORDER = {RADIAL: 1, RADIAL_ALL: 2}
 #: the same two candidates with their variates Gaussianised in independent components
 #: (:func:`independent_normal_scores`: FastICA on the fitting rows' variates, then each component's
 #: normal scores; one step of Chen & Gopinath's Gaussianization, 2000), ``LMIResult.canonical_pcs``
@@ -153,7 +146,12 @@ RADIAL_ORDER = {RADIAL: 1, RADIAL_ALL: 2}
 #: median |error| 0.038 -> 0.011 bits). Offered next to the plain ones; the cross-fit decides
 RADIAL_ICA = -4
 RADIAL_ALL_ICA = -5
-#: every radial candidate: (its expansion's order, all columns (else the screened ones), ICA stage)
+#: every radial candidate: (its expansion's order, all columns (else the screened ones), ICA stage).
+#: The order (:func:`radial_features`): the angle's spread follows the squared norm's relative spread,
+#: sqrt(2 / d) for Gaussian rows: 0.5-0.8 at the 2-8 columns of RADIAL_ALL, where the second order is
+#: needed (BMI's 3 x 3 spiral: 1.02 bits of 1.47 at first order, 1.32 at second, prototype); 0.28 at
+#: BMI's 25 x 25 tasks, where the second order's extra features cost more than they fit (10 seeds:
+#: spiral 0.037 / 0.029 median |error| at first / second order, spiral of normal CDFs 0.038 / 0.051)
 RADIAL_SPECS = {RADIAL: (1, False, False), RADIAL_ALL: (2, True, False),
                 RADIAL_ICA: (1, False, True), RADIAL_ALL_ICA: (2, True, True)}
 #: family-wise level of the screen: a column is kept when |r| of its normal scores with some column of
@@ -262,7 +260,7 @@ def radial_features(z: np.ndarray, sq: np.ndarray, cols: np.ndarray,
     """The radial candidates' features of rows ``z`` (n, d) (z-scores) with squared norms ``sq`` (n,)
     (:func:`square_norms` of the raw rows), S = ``z[:, cols]``, r = (sq - mean) / sd: ``order`` 2 (the
     turn's inverse to second order in the angle's spread) ``[S, S r, S r^2, r, r^2]``, (n, 3 |cols| + 2)
-    float64; ``order`` 1 ``[S, S r, r]``, (n, 2 |cols| + 1) (:data:`RADIAL_ORDER`). ``stats`` (mean,
+    float64; ``order`` 1 ``[S, S r, r]``, (n, 2 |cols| + 1) (:data:`RADIAL_SPECS`). ``stats`` (mean,
     sd): the fitting rows'; None computes them from ``sq``. r is 0 when sd is at most 1e-9 of the
     mean (rows of one norm up to rounding: their rounding noise is no feature). Returns (features,
     stats)."""
@@ -395,6 +393,18 @@ def _radial_pair(zx: np.ndarray, zy: np.ndarray, qx: np.ndarray, qy: np.ndarray,
     return out[0], out[1]
 
 
+def _radial_halves(x: np.ndarray, y: np.ndarray, x_sq: np.ndarray, y_sq: np.ndarray, fit_rows: np.ndarray,
+                   score_rows: np.ndarray, cols: tuple[np.ndarray, np.ndarray], order: int) -> tuple:
+    """A radial CCA fitted on ``fit_rows`` of z-scores ``x`` / ``y`` with squared norms ``x_sq`` /
+    ``y_sq`` and its variates: (scoring rows' u, v, fitting rows' u, v), all widths (an ICA stage is
+    fitted on the fitting rows' variates, width by width)."""
+    (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x[fit_rows], y[fit_rows], x_sq[fit_rows], y_sq[fit_rows], cols, order)
+    a, b, _ = _cca(fx, fy, None, None)
+    gx = radial_features(x[score_rows], x_sq[score_rows], cols[0], nx, order)[0] - fmx
+    gy = radial_features(y[score_rows], y_sq[score_rows], cols[1], ny, order)[0] - fmy
+    return gx @ a, gy @ b, fx @ a, fy @ b
+
+
 def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, variates: bool = False,
                   width: int = 1, x_sq: np.ndarray | None = None, y_sq: np.ndarray | None = None,
                   exponents: tuple[int, int] = (0, 0), seed: int = 0):
@@ -405,20 +415,19 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
     :func:`radial_features` of the screened columns (at least ``width // 2`` per side) of the
     z-scores ``x`` / ``y`` and the rows' squared norms ``x_sq`` / ``y_sq`` (n,) (:func:`square_norms`
     with ``exponents``, kept in the map for new rows); :data:`RADIAL_ALL`: the same on all columns (at
-    the orders of :data:`RADIAL_ORDER`); :data:`RADIAL_ICA` / :data:`RADIAL_ALL_ICA`: those with the
+    the orders of :data:`RADIAL_SPECS`); :data:`RADIAL_ICA` / :data:`RADIAL_ALL_ICA`: those with the
     top ``width`` variates Gaussianised in independent components (:func:`independent_normal_scores`,
     ``seed``). Returns the :class:`CanonicalMap`; with
     ``variates=True`` also the fitting rows' canonical variates (u (n, r), v (n, r); what
     ``transform`` gives for these rows, without mapping them again)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    (sx, mx), (sy, my) = _scores(x), _scores(y)
     if pcs in RADIAL_SPECS:
         if x_sq is None or y_sq is None:
             raise ValueError("the radial view needs the rows' squared norms (x_sq, y_sq)")
         order, all_columns, ica = RADIAL_SPECS[pcs]
         cols = ((np.arange(x.shape[1]), np.arange(y.shape[1])) if all_columns
-                else screen_columns(sx, sy, at_least=max(1, width // 2)))
+                else screen_columns(_scores(x)[0], _scores(y)[0], at_least=max(1, width // 2)))
         (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x, y, x_sq, y_sq, cols, order)
         a, b, rho = _cca(fx, fy, None, None)
         u, v = fx @ a, fy @ b
@@ -434,6 +443,7 @@ def fit_canonical(x: np.ndarray, y: np.ndarray, *, pcs: int | None = None, varia
                            norm_x=np.array([exponents[0], *nx, order], np.float64),
                            norm_y=np.array([exponents[1], *ny, order], np.float64), **stage)
         return (fit, u, v) if variates else fit
+    (sx, mx), (sy, my) = _scores(x), _scores(y)
     if pcs == SCREENED:
         cols = screen_columns(sx, sy, at_least=width)
         a, b, rho = _cca(sx, sy, _selection(sx.shape[1], cols[0]), _selection(sy.shape[1], cols[1]))
@@ -467,24 +477,21 @@ def view_candidates(d_x: int, d_y: int, n_train: int, latent_dim: int, *,
     out = []
     for pcs in options:
         r = min(latent_dim, d_x, d_y) if pcs is None else min(latent_dim, d_x, d_y, pcs)
-        if r < 1:
-            continue
-        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
-        if widths[-1] != r:
-            widths.append(r)
-        out += [(pcs, w) for w in widths]
+        if r >= 1:
+            out += [(pcs, w) for w in _widths(r, top=True)]
     r = min(latent_dim, int(SCREEN_FRACTION * d_x), int(SCREEN_FRACTION * d_y))
     # cap >= 8 as for 8 principal components (a half holds 4 rows per column); the screen's cost bounded
     if screen and r >= 1 and cap >= 8 and float(d_x) * d_y * (n_train // 2) <= SCREEN_MAX_MULTIPLY_ADDS:
-        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
-        out += [(SCREENED, w) for w in widths]
-        if radial:
-            out += [(p, w) for p in (RADIAL, RADIAL_ICA) for w in widths]
+        out += [(p, w) for p in ((SCREENED, RADIAL, RADIAL_ICA) if radial else (SCREENED,)) for w in _widths(r)]
     if screen and radial and cap >= 8 and 2 <= min(d_x, d_y) and max(d_x, d_y) <= RADIAL_MAX_COLUMNS:
-        r = min(latent_dim, d_x, d_y)
-        widths = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
-        out += [(p, w) for p in (RADIAL_ALL, RADIAL_ALL_ICA) for w in widths + ([r] if widths[-1] != r else [])]
+        out += [(p, w) for p in (RADIAL_ALL, RADIAL_ALL_ICA) for w in _widths(min(latent_dim, d_x, d_y), top=True)]
     return tuple(out)
+
+
+def _widths(r: int, top: bool = False) -> list[int]:
+    """1, 2, 4, ... up to ``r``; with ``top`` also ``r`` itself when it is no power of two."""
+    out = [1 << i for i in range(r.bit_length()) if (1 << i) <= r]
+    return out + [r] if top and out[-1] != r else out
 
 
 def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[int | None, int], ...], k: int,
@@ -522,21 +529,17 @@ def select_view(x_tr: np.ndarray, y_tr: np.ndarray, *, candidates: tuple[tuple[i
         vy = _principal(sy) if any(p < sy.shape[1] for p in pcs_options) else None
         screened = any(p == SCREENED or (p in RADIAL_SPECS and not RADIAL_SPECS[p][1]) for p in options)
         cols = screen_columns(sx, sy, fraction=SCREEN_FRACTION) if screened else None
+        radial_fits: dict[tuple[int, bool], tuple | None] = {}     # shared by the plain and ICA candidates
         for p in options:
             if p in RADIAL_SPECS:
                 order, all_columns, _ = RADIAL_SPECS[p]
-                use = (np.arange(x_tr.shape[1]), np.arange(y_tr.shape[1])) if all_columns else cols
-                if (use is None or x_sq is None or y_sq is None
-                        or (order + 1) * max(len(c) for c in use) + order > len(fit_rows) // 2):
-                    views[p].append(None)
-                    continue
-                (fx, fmx, nx), (fy, fmy, ny) = _radial_pair(x_tr[fit_rows], y_tr[fit_rows], x_sq[fit_rows],
-                                                            y_sq[fit_rows], use, order)
-                a, b, _ = _cca(fx, fy, None, None)
-                gx = radial_features(x_tr[score_rows], x_sq[score_rows], use[0], nx, order)[0] - fmx
-                gy = radial_features(y_tr[score_rows], y_sq[score_rows], use[1], ny, order)[0] - fmy
-                # the fitting half's variates too: an ICA stage is fitted on them, width by width
-                views[p].append((gx @ a, gy @ b, fx @ a, fy @ b))
+                if (order, all_columns) not in radial_fits:
+                    use = (np.arange(x_tr.shape[1]), np.arange(y_tr.shape[1])) if all_columns else cols
+                    radial_fits[order, all_columns] = (
+                        None if (use is None or x_sq is None or y_sq is None
+                                 or (order + 1) * max(len(c) for c in use) + order > len(fit_rows) // 2)
+                        else _radial_halves(x_tr, y_tr, x_sq, y_sq, fit_rows, score_rows, use, order))
+                views[p].append(radial_fits[order, all_columns])
                 continue
             if p == SCREENED:
                 if cols is None or max(len(c) for c in cols) > len(fit_rows) // 2:

@@ -89,7 +89,7 @@ def test_the_radial_view_follows_a_spiral_out_of_sample():
         # the radial view's own luck on 1250 rows: 1.35-1.46 of 1.47 measured, hence 0.15
         assert reads[1] == pytest.approx(truth, abs=0.15)
     fit = canonical.fit_canonical(zx, zy, pcs=canonical.RADIAL, width=2, x_sq=qx, y_sq=qy, exponents=ex)
-    # the screened columns to first order (canonical.RADIAL_ORDER)
+    # the screened columns to first order (canonical.RADIAL_SPECS)
     assert fit.radial and fit.a.shape[0] == 2 * len(fit.cols_x) + 1 and fit.b.shape[0] == 2 * len(fit.cols_y) + 1
     assert fit.norm_x[3] == fit.norm_y[3] == 1
     assert set(fit.cols_x) == {0, 1}
@@ -102,8 +102,8 @@ def test_the_radial_view_follows_a_spiral_out_of_sample():
 def test_the_choice_takes_the_radial_view_for_a_spiral_only():
     # cross-fitted scores on the training rows: a radial candidate (plain or with its ICA stage) wins
     # on the spiral (every data seed of 20-27 measured) and loses to the screened columns on the same
-    # dependence warped per column instead (radial 1.02-1.17, with ICA 1.10-1.36, against screened
-    # 1.30-1.45 bits on seeds 20-23: margins 0.17 and 0.20 at the two seeds here, hence 0.1)
+    # dependence warped per column instead (radial 0.95-1.18, with ICA 1.10-1.36, against screened
+    # 1.30-1.45 bits on seeds 20-23: margins 0.20 and 0.17 at the two seeds here, hence 0.1)
     cands = canonical.view_candidates(16, 16, 1250, 8)
     mi = lambda u, v: ksg_mi(u, v, k=3)  # noqa: E731
     for seed in (20, 21):
@@ -148,7 +148,7 @@ def test_a_spiral_is_read_through_the_radial_view(tmp_path):
     r = est.result_
     assert est.view_ == "canonical" and r.canonical_pcs == canonical.RADIAL
     assert r.canonical_map.radial and r.canonical_map.ref_x.shape == (0, 16) and r.canonical_map.ica_x is None
-    # measured 1.48 of 1.47 bits (1.34 and 1.42 at data seeds 31, 32; the latents read 0.03); 0.15:
+    # measured 1.48 of 1.47 bits (1.34 and 1.45 at data seeds 31, 32; the latents read 0.03); 0.15:
     # KSG's spread on 1250 held-out rows plus the view's own fit on 1250 rows
     assert abs(est.mi_ - truth) < 0.15
     te = est.test_idx_
